@@ -1,0 +1,291 @@
+//! One `Config` for the whole server, from flags, environment variables and an optional TOML file.
+//!
+//! Precedence: a flag, then its environment variable, then the file, then the built-in default. Every
+//! default lives in exactly one place: the `default_value` of its flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Parser, Serialize, Deserialize)]
+#[command(name = "zajel-signal", version, about = "Signaling server for Zajel")]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "ZAJEL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// TCP address for WebSocket sessions and the HTTP routes (/health).
+    #[arg(long, env = "ZAJEL_WS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub ws_listen: SocketAddr,
+
+    /// Serve wss:// and https:// on the TCP port, with the certificate below.
+    #[arg(long, env = "ZAJEL_WS_TLS")]
+    pub ws_tls: bool,
+
+    /// PEM certificate chain.
+    #[arg(long, env = "ZAJEL_TLS_CERT", default_value = "certs/cert.pem")]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ZAJEL_TLS_KEY", default_value = "certs/key.pem")]
+    pub tls_key: PathBuf,
+
+    /// This server's id in `server_info`, `registered` and /health [default: random at start].
+    #[arg(long, env = "ZAJEL_SERVER_ID")]
+    pub server_id: Option<String>,
+
+    /// The public endpoint announced in `server_info` [default: null].
+    #[arg(long, env = "ZAJEL_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// The region announced in `server_info` [default: null].
+    #[arg(long, env = "ZAJEL_REGION")]
+    pub region: Option<String>,
+
+    /// Largest accepted message, in bytes.
+    #[arg(long, env = "ZAJEL_MAX_MESSAGE_SIZE", default_value_t = 262_144)]
+    pub max_message_size: usize,
+
+    /// Most entries in one `dailyPoints` or `hourlyTokens` list.
+    #[arg(long, env = "ZAJEL_MAX_LIST_ENTRIES", default_value_t = 1000)]
+    pub max_list_entries: usize,
+
+    /// Most characters in one dead-drop payload.
+    #[arg(long, env = "ZAJEL_MAX_DEAD_DROP_CHARS", default_value_t = 4096)]
+    pub max_dead_drop_chars: usize,
+
+    /// How long daily points and their dead drops are kept, in seconds.
+    #[arg(long, env = "ZAJEL_DAILY_TTL_SECS", default_value_t = 48 * 3600)]
+    pub daily_ttl_secs: u64,
+
+    /// How long hourly tokens are kept, in seconds.
+    #[arg(long, env = "ZAJEL_HOURLY_TTL_SECS", default_value_t = 3 * 3600)]
+    pub hourly_ttl_secs: u64,
+
+    /// How often expired rendezvous entries are swept, in seconds.
+    #[arg(long, env = "ZAJEL_SWEEP_INTERVAL_SECS", default_value_t = 30)]
+    pub sweep_interval_secs: u64,
+
+    /// A session with no traffic from its client for this long is closed, in seconds.
+    #[arg(long, env = "ZAJEL_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Time allowed for a TCP connection to send its HTTP request head, in seconds.
+    #[arg(long, env = "ZAJEL_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+
+    /// Pushes queued for a session that does not read; past this the session is closed as too slow.
+    #[arg(long, env = "ZAJEL_PUSH_QUEUE", default_value_t = 1024)]
+    pub push_queue: usize,
+
+    /// Most concurrent sessions on this server.
+    #[arg(long, env = "ZAJEL_MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+
+    /// Most concurrent sessions from one IP address.
+    #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
+    pub max_sessions_per_ip: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Default for Config {
+    /// The built-in defaults, without reading the environment.
+    fn default() -> Self {
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["zajel-signal"]);
+        Self::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl Config {
+    /// Reads flags, environment variables and the TOML file they name. Exits with usage on bad flags.
+    pub fn load() -> Result<Self, ConfigError> {
+        let matches = Self::command().get_matches();
+        let from_flags = Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+        let config = match from_flags.config.clone() {
+            None => from_flags,
+            Some(path) => {
+                let file_text =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                from_flags.overlay_file(&file_text, &path, |key| {
+                    matches!(
+                        matches.value_source(key),
+                        None | Some(ValueSource::DefaultValue)
+                    )
+                })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Takes each setting from the file where `unset(key)` says neither a flag nor the environment gave it.
+    fn overlay_file(
+        self,
+        file_text: &str,
+        path: &Path,
+        unset: impl Fn(&str) -> bool,
+    ) -> Result<Self, ConfigError> {
+        let file_error = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let file: toml::Table = toml::from_str(file_text).map_err(|e| file_error(e.to_string()))?;
+        let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
+        for (key, value) in file {
+            if key == "config" {
+                return Err(file_error("`config` cannot be set in the file".into()));
+            }
+            if unset(&key) {
+                merged.insert(key, value);
+            }
+        }
+        let mut config: Self = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        config.config = self.config;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |name: &'static str, ok: bool, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: reason.to_owned(),
+                })
+            }
+        };
+        check(
+            "max_message_size",
+            (1024..=16 << 20).contains(&self.max_message_size),
+            "must be 1 KiB to 16 MiB",
+        )?;
+        check(
+            "max_list_entries",
+            (1..=100_000).contains(&self.max_list_entries),
+            "must be 1 to 100000",
+        )?;
+        check(
+            "max_dead_drop_chars",
+            (1..=1 << 20).contains(&self.max_dead_drop_chars),
+            "must be 1 to 1048576",
+        )?;
+        for (name, secs) in [
+            ("daily_ttl_secs", self.daily_ttl_secs),
+            ("hourly_ttl_secs", self.hourly_ttl_secs),
+            ("sweep_interval_secs", self.sweep_interval_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+        ] {
+            check(
+                name,
+                (1..=30 * 24 * 3600).contains(&secs),
+                "must be 1 s to 30 days",
+            )?;
+        }
+        check(
+            "push_queue",
+            (1..=1 << 20).contains(&self.push_queue),
+            "must be 1 to 1048576",
+        )?;
+        check("max_sessions", self.max_sessions >= 1, "must be at least 1")?;
+        check(
+            "max_sessions_per_ip",
+            self.max_sessions_per_ip >= 1,
+            "must be at least 1",
+        )?;
+        Ok(())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol() {
+        let config = Config::default();
+        assert_eq!(config.ws_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.max_message_size, 256 * 1024);
+        assert_eq!(config.max_list_entries, 1000);
+        assert_eq!(config.daily_ttl_secs, 48 * 3600);
+        assert_eq!(config.hourly_ttl_secs, 3 * 3600);
+        assert_eq!(config.idle_timeout_secs, 60);
+        assert_eq!(config.push_queue, 1024);
+        assert_eq!(config.endpoint, None);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_left_unset() {
+        let text = r#"
+            region = "eu-west"
+            max_list_entries = 50
+            ws_listen = "127.0.0.1:9000"
+        "#;
+        let flags_gave = ["ws_listen"];
+        let from_flags = Config {
+            ws_listen: "127.0.0.1:7000".parse().unwrap(),
+            ..Config::default()
+        };
+        let config = from_flags
+            .overlay_file(text, Path::new("x.toml"), |key| !flags_gave.contains(&key))
+            .unwrap();
+        assert_eq!(config.region.as_deref(), Some("eu-west"));
+        assert_eq!(config.max_list_entries, 50);
+        assert_eq!(config.ws_listen, "127.0.0.1:7000".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_or_mistyped_file_keys_are_errors() {
+        for text in ["no_such_setting = 1", "max_list_entries = \"many\""] {
+            let result = Config::default().overlay_file(text, Path::new("x.toml"), |_| true);
+            assert!(matches!(result, Err(ConfigError::File { .. })), "{text}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        let config = Config {
+            max_message_size: 10,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Which live session holds which name. Pairing codes and relay peer ids share this one namespace: a name
+//! held by a session, as either, cannot be bound by another, and pushes for a name go to its holder.
+
+use std::collections::HashMap;
+
+use crate::protocol::{Name, ServerMessage};
+use crate::session::push::PushSender;
+
+/// A session's number, unique for the life of the server.
+pub type SessionId = u64;
+
+/// How a session holds a name. One session may hold the same name both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    PairingCode,
+    RelayId,
+}
+
+#[derive(Debug)]
+struct Holder {
+    session: SessionId,
+    pushes: PushSender,
+    as_code: bool,
+    as_relay_id: bool,
+}
+
+/// The name is held by another live session.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Taken;
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    holders: HashMap<Name, Holder>,
+}
+
+impl Directory {
+    /// Binds `name` to `session` in `role`; binding a name the session already holds is a no-op.
+    pub fn bind(
+        &mut self,
+        name: &Name,
+        session: SessionId,
+        pushes: &PushSender,
+        role: Role,
+    ) -> Result<(), Taken> {
+        let holder = self.holders.entry(name.clone()).or_insert_with(|| Holder {
+            session,
+            pushes: pushes.clone(),
+            as_code: false,
+            as_relay_id: false,
+        });
+        if holder.session != session {
+            return Err(Taken);
+        }
+        match role {
+            Role::PairingCode => holder.as_code = true,
+            Role::RelayId => holder.as_relay_id = true,
+        }
+        Ok(())
+    }
+
+    /// Frees `name` in `role` if `session` holds it so; the name is free once neither role remains.
+    pub fn release(&mut self, name: &str, session: SessionId, role: Role) {
+        let Some(holder) = self.holders.get_mut(name) else {
+            return;
+        };
+        if holder.session != session {
+            return;
+        }
+        match role {
+            Role::PairingCode => holder.as_code = false,
+            Role::RelayId => holder.as_relay_id = false,
+        }
+        if !holder.as_code && !holder.as_relay_id {
+            self.holders.remove(name);
+        }
+    }
+
+    /// Queues a push for whichever live session holds `name`. Returns false when none does.
+    pub fn push(&self, name: &str, message: ServerMessage) -> bool {
+        match self.holders.get(name) {
+            Some(holder) => {
+                holder.pushes.push(message);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Names held by live sessions.
+    pub fn len(&self) -> usize {
+        self.holders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.holders.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::push::push_queue;
+
+    fn name(text: &str) -> Name {
+        Name::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn a_name_belongs_to_one_session_in_either_role() {
+        let mut directory = Directory::default();
+        let (pushes_1, _rx1) = push_queue(4);
+        let (pushes_2, _rx2) = push_queue(4);
+        directory
+            .bind(&name("ABC234"), 1, &pushes_1, Role::PairingCode)
+            .unwrap();
+        assert_eq!(
+            directory.bind(&name("ABC234"), 2, &pushes_2, Role::RelayId),
+            Err(Taken)
+        );
+        directory
+            .bind(&name("ABC234"), 1, &pushes_1, Role::RelayId)
+            .unwrap();
+        directory.release("ABC234", 1, Role::PairingCode);
+        assert_eq!(
+            directory.bind(&name("ABC234"), 2, &pushes_2, Role::PairingCode),
+            Err(Taken),
+            "still held as a relay id"
+        );
+        directory.release("ABC234", 2, Role::RelayId);
+        directory.release("ABC234", 1, Role::RelayId);
+        assert!(directory.is_empty());
+        directory
+            .bind(&name("ABC234"), 2, &pushes_2, Role::PairingCode)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pushes_reach_the_holder() {
+        let mut directory = Directory::default();
+        let (pushes, mut receiver) = push_queue(4);
+        directory
+            .bind(&name("peer"), 1, &pushes, Role::RelayId)
+            .unwrap();
+        assert!(directory.push("peer", ServerMessage::Pong));
+        assert!(!directory.push("nobody", ServerMessage::Pong));
+        assert_eq!(receiver.recv().await, Some(ServerMessage::Pong));
+    }
+}

@@ -1,0 +1,330 @@
+//! Bytes to envelopes and messages to bytes, in the two encodings: JSON (WebSocket text frames) and CBOR
+//! (WebSocket binary frames, QUIC and WebTransport frames). Both decode to the JSON data model, so a value
+//! that came in as CBOR can always go out as JSON.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::message::{ErrorCode, ServerMessage};
+
+/// How one message is written on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Cbor,
+}
+
+/// A request's `requestId`, echoed unchanged on every reply to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Text(String),
+    Number(u64),
+}
+
+/// A decoded message before its fields are checked: its `type`, its `requestId` and all of its fields.
+#[derive(Debug)]
+pub struct Envelope {
+    pub kind: String,
+    pub request_id: Option<RequestId>,
+    pub fields: Map<String, Value>,
+}
+
+/// Why bytes did not make an envelope. The `request_id` is kept where it could be read, so that even a
+/// refusal reaches the request that caused it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub request_id: Option<RequestId>,
+}
+
+impl DecodeError {
+    fn malformed(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::Malformed,
+            message: message.into(),
+            request_id: None,
+        }
+    }
+}
+
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Envelope, DecodeError> {
+    match encoding {
+        Encoding::Json => decode_json(bytes),
+        Encoding::Cbor => decode_cbor(bytes),
+    }
+}
+
+fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(fields)) => into_envelope(fields),
+        Ok(_) => Err(DecodeError::malformed("a message must be a map")),
+        Err(err) => Err(DecodeError::malformed(format!("not JSON: {err}"))),
+    }
+}
+
+fn decode_cbor(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    let mut rest = bytes;
+    let value: ciborium::Value = ciborium::from_reader(&mut rest)
+        .map_err(|err| DecodeError::malformed(format!("not CBOR: {err}")))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::malformed(
+            "trailing bytes after the CBOR message",
+        ));
+    }
+    let ciborium::Value::Map(entries) = value else {
+        return Err(DecodeError::malformed("a message must be a map"));
+    };
+    // Convert every field, remembering the first that is outside the JSON data model, so that the error
+    // can still carry the `requestId` read from the fields that did convert.
+    let mut fields = Map::with_capacity(entries.len());
+    let mut first_invalid = None;
+    for (key, value) in entries {
+        let ciborium::Value::Text(key) = key else {
+            first_invalid.get_or_insert_with(|| "map keys must be text".to_owned());
+            continue;
+        };
+        match cbor_to_json(value) {
+            Ok(value) => {
+                fields.insert(key, value);
+            }
+            Err(reason) => {
+                first_invalid.get_or_insert_with(|| format!("{key}: {reason}"));
+            }
+        }
+    }
+    match first_invalid {
+        None => into_envelope(fields),
+        Some(message) => {
+            let request_id = read_request_id(&fields).ok().flatten();
+            Err(DecodeError {
+                code: ErrorCode::InvalidMessage,
+                message,
+                request_id,
+            })
+        }
+    }
+}
+
+/// Maps a CBOR value into the JSON data model, refusing what JSON cannot carry.
+fn cbor_to_json(value: ciborium::Value) -> Result<Value, &'static str> {
+    use ciborium::Value as Cbor;
+    Ok(match value {
+        Cbor::Null => Value::Null,
+        Cbor::Bool(b) => Value::Bool(b),
+        Cbor::Text(text) => Value::String(text),
+        Cbor::Integer(int) => {
+            let int = i128::from(int);
+            if let Ok(unsigned) = u64::try_from(int) {
+                Value::from(unsigned)
+            } else if let Ok(signed) = i64::try_from(int) {
+                Value::from(signed)
+            } else {
+                return Err("integer out of the 64-bit range");
+            }
+        }
+        Cbor::Float(float) => serde_json::Number::from_f64(float)
+            .map(Value::Number)
+            .ok_or("non-finite numbers are not allowed")?,
+        Cbor::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(cbor_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Cbor::Map(entries) => {
+            let mut map = Map::with_capacity(entries.len());
+            for (key, value) in entries {
+                let Cbor::Text(key) = key else {
+                    return Err("map keys must be text");
+                };
+                map.insert(key, cbor_to_json(value)?);
+            }
+            Value::Object(map)
+        }
+        Cbor::Bytes(_) => return Err("byte strings are not allowed"),
+        Cbor::Tag(..) => return Err("tags are not allowed"),
+        _ => return Err("unsupported CBOR value"),
+    })
+}
+
+fn into_envelope(mut fields: Map<String, Value>) -> Result<Envelope, DecodeError> {
+    let request_id = read_request_id(&fields).map_err(|message| DecodeError {
+        code: ErrorCode::InvalidMessage,
+        message: message.to_owned(),
+        request_id: None,
+    })?;
+    let kind = match fields.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => {
+            return Err(DecodeError {
+                code: ErrorCode::Malformed,
+                message: "a message needs a text `type`".to_owned(),
+                request_id,
+            });
+        }
+    };
+    Ok(Envelope {
+        kind,
+        request_id,
+        fields,
+    })
+}
+
+fn read_request_id(fields: &Map<String, Value>) -> Result<Option<RequestId>, &'static str> {
+    match fields.get("requestId").or_else(|| fields.get("request_id")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(RequestId::Text(text.clone()))),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .map(|n| Some(RequestId::Number(n)))
+            .ok_or("requestId: must be text or an unsigned integer"),
+        Some(_) => Err("requestId: must be text or an unsigned integer"),
+    }
+}
+
+/// Writes one message, with the `requestId` of the request it answers, if any.
+pub fn encode(
+    message: &ServerMessage,
+    request_id: Option<&RequestId>,
+    encoding: Encoding,
+) -> Vec<u8> {
+    match request_id {
+        None => encode_value(message, encoding),
+        Some(id) => {
+            // `#[serde(flatten)]` would make CBOR maps of indefinite length, which minimal clients may not
+            // read; going through a map keeps every map definite.
+            let mut value = serde_json::to_value(message).expect("server messages serialize");
+            if let Value::Object(map) = &mut value {
+                map.insert(
+                    "requestId".to_owned(),
+                    serde_json::to_value(id).expect("request ids serialize"),
+                );
+            }
+            encode_value(&value, encoding)
+        }
+    }
+}
+
+fn encode_value(value: &impl Serialize, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => serde_json::to_vec(value).expect("server messages serialize as JSON"),
+        Encoding::Cbor => {
+            let mut bytes = Vec::with_capacity(128);
+            ciborium::into_writer(value, &mut bytes).expect("server messages serialize as CBOR");
+            bytes
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciborium::Value as Cbor;
+
+    fn cbor(value: &Cbor) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(value, &mut bytes).unwrap();
+        bytes
+    }
+
+    fn text(s: &str) -> Cbor {
+        Cbor::Text(s.to_owned())
+    }
+
+    #[test]
+    fn json_and_cbor_decode_to_the_same_envelope() {
+        let json = br#"{"type":"ping","requestId":7,"extra":[1,"a",null]}"#;
+        let from_json = decode(json, Encoding::Json).unwrap();
+        let from_cbor = decode(
+            &cbor(&Cbor::Map(vec![
+                (text("type"), text("ping")),
+                (text("requestId"), Cbor::Integer(7.into())),
+                (
+                    text("extra"),
+                    Cbor::Array(vec![Cbor::Integer(1.into()), text("a"), Cbor::Null]),
+                ),
+            ])),
+            Encoding::Cbor,
+        )
+        .unwrap();
+        assert_eq!(from_json.kind, "ping");
+        assert_eq!(from_json.request_id, Some(RequestId::Number(7)));
+        assert_eq!(from_json.fields, from_cbor.fields);
+        assert_eq!(from_cbor.request_id, Some(RequestId::Number(7)));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for (bytes, encoding) in [
+            (&b"{not json"[..], Encoding::Json),
+            (b"[1,2]", Encoding::Json),
+            (b"{\"type\":5}", Encoding::Json),
+            (b"{}", Encoding::Json),
+            (b"\xff\xfe", Encoding::Cbor),
+            (b"\xa1\x64ty", Encoding::Cbor),
+            (b"\x83\x01\x02\x03", Encoding::Cbor),
+        ] {
+            let err = decode(bytes, encoding).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Malformed, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn cbor_outside_the_json_model_is_invalid_and_keeps_the_request_id() {
+        for (field, value) in [
+            ("payload", Cbor::Bytes(vec![1, 2])),
+            ("payload", Cbor::Tag(1, Box::new(Cbor::Integer(5.into())))),
+            (
+                "payload",
+                Cbor::Map(vec![(Cbor::Integer(1.into()), Cbor::Null)]),
+            ),
+            ("payload", Cbor::Float(f64::NAN)),
+        ] {
+            let bytes = cbor(&Cbor::Map(vec![
+                (text("type"), text("ping")),
+                (text("requestId"), text("r1")),
+                (text(field), value),
+            ]));
+            let err = decode(&bytes, Encoding::Cbor).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidMessage);
+            assert!(err.message.starts_with("payload"), "{}", err.message);
+            assert_eq!(err.request_id, Some(RequestId::Text("r1".into())));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_cbor_are_malformed() {
+        let mut bytes = cbor(&Cbor::Map(vec![(text("type"), text("ping"))]));
+        bytes.push(0);
+        assert_eq!(
+            decode(&bytes, Encoding::Cbor).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+    }
+
+    #[test]
+    fn request_ids_must_be_text_or_unsigned() {
+        let err = decode(br#"{"type":"ping","requestId":-1}"#, Encoding::Json).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+        let err = decode(br#"{"type":"ping","requestId":{}}"#, Encoding::Json).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn replies_carry_the_request_id_in_definite_length_cbor() {
+        let bytes = encode(
+            &ServerMessage::Pong,
+            Some(&RequestId::Text("abc".into())),
+            Encoding::Cbor,
+        );
+        // 0xa2: a map of exactly two entries.
+        assert_eq!(bytes[0], 0xa2);
+        let value: Cbor = ciborium::from_reader(&bytes[..]).unwrap();
+        let entries = value.into_map().unwrap();
+        assert!(entries.contains(&(text("type"), text("pong"))));
+        assert!(entries.contains(&(text("requestId"), text("abc"))));
+    }
+}

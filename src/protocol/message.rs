@@ -1,0 +1,85 @@
+//! Every message the server sends. Field names are camelCase on the wire; the `type` tag is snake_case.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::registry::relays::RelayInfo;
+use crate::registry::rendezvous::{DeadDrop, LiveMatch};
+
+use super::names::Name;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMessage {
+    ServerInfo {
+        server_id: Arc<str>,
+        endpoint: Option<Arc<str>>,
+        region: Option<Arc<str>>,
+    },
+    Pong,
+    HeartbeatAck {
+        /// Server time, milliseconds since the Unix epoch.
+        timestamp: u64,
+    },
+    #[serde(rename = "registered")]
+    RegisteredCode {
+        pairing_code: Name,
+        server_id: Arc<str>,
+    },
+    #[serde(rename = "registered")]
+    RegisteredRelay {
+        peer_id: Name,
+        server_id: Arc<str>,
+        relays: Vec<RelayInfo>,
+    },
+    CodeCollision {
+        message: &'static str,
+    },
+    LoadUpdated {
+        peer_id: Name,
+        connected_count: u32,
+    },
+    Relays {
+        relays: Vec<RelayInfo>,
+    },
+    RendezvousResult {
+        live_matches: Vec<LiveMatch>,
+        dead_drops: Vec<DeadDrop>,
+    },
+    RendezvousMatch {
+        #[serde(rename = "match")]
+        peer: LiveMatch,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The codes of `error` messages (PROTOCOL 2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Malformed,
+    UnknownType,
+    InvalidMessage,
+    TooLarge,
+    NotRegistered,
+    PeerIdMismatch,
+    PeerIdTaken,
+    OverCapacity,
+}

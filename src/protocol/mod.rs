@@ -1,0 +1,11 @@
+//! The wire protocol: envelopes and their encodings, checked requests, and the messages the server sends.
+
+pub mod codec;
+pub mod message;
+pub mod names;
+pub mod request;
+
+pub use codec::{DecodeError, Encoding, Envelope, RequestId};
+pub use message::{ErrorCode, ServerMessage};
+pub use names::Name;
+pub use request::{Request, RequestError, RequestLimits};

@@ -1,0 +1,178 @@
+//! Validated text values of the protocol: names (peer ids, relay ids, points, tokens), pairing codes and
+//! public keys. Each type can only hold a value that passed its check, so later layers never re-check.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+const MAX_NAME_CHARS: usize = 128;
+const PAIRING_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const PAIRING_CODE_LEN: usize = 6;
+const PAIRING_KEY_BYTES: usize = 32;
+const MAX_RELAY_KEY_CHARS: usize = 256;
+
+/// A peer id, relay id, daily point or hourly token: 1 to 128 characters of `[A-Za-z0-9_-]`.
+/// Cheap to clone, so registries share one allocation per name.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let valid_chars = text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if text.is_empty() || text.len() > MAX_NAME_CHARS || !valid_chars {
+            return Err(format!(
+                "must be 1 to {MAX_NAME_CHARS} characters of [A-Za-z0-9_-]"
+            ));
+        }
+        Ok(Self(text.into()))
+    }
+}
+
+impl TryFrom<&str> for Name {
+    type Error = String;
+
+    fn try_from(text: &str) -> Result<Self, Self::Error> {
+        Self::try_from(text.to_owned())
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// A pairing code: exactly 6 characters of an alphabet without the look-alikes 0, O, 1 and I.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PairingCode(Name);
+
+impl PairingCode {
+    pub fn name(&self) -> &Name {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PairingCode {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let valid = text.len() == PAIRING_CODE_LEN
+            && text.bytes().all(|b| PAIRING_CODE_ALPHABET.contains(&b));
+        if !valid {
+            return Err(format!(
+                "must be exactly {PAIRING_CODE_LEN} characters of {}",
+                std::str::from_utf8(PAIRING_CODE_ALPHABET).unwrap_or_default()
+            ));
+        }
+        Ok(Self(Name(text.into())))
+    }
+}
+
+/// The public key sent with a pairing-code `register`: standard base64 of exactly 32 bytes, kept as sent.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PairingKey(Arc<str>);
+
+impl TryFrom<String> for PairingKey {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match base64::engine::general_purpose::STANDARD.decode(&text) {
+            Ok(bytes) if bytes.len() == PAIRING_KEY_BYTES => Ok(Self(text.into())),
+            _ => Err(format!(
+                "must be standard base64 of exactly {PAIRING_KEY_BYTES} bytes"
+            )),
+        }
+    }
+}
+
+/// The opaque public key a relay may announce: at most 256 characters.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RelayKey(Arc<str>);
+
+impl RelayKey {
+    pub fn into_shared(self) -> Arc<str> {
+        self.0
+    }
+}
+
+impl TryFrom<String> for RelayKey {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.chars().count() > MAX_RELAY_KEY_CHARS {
+            return Err(format!("must be at most {MAX_RELAY_KEY_CHARS} characters"));
+        }
+        Ok(Self(text.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_the_documented_alphabet_and_lengths() {
+        assert!(Name::try_from("a").is_ok());
+        assert!(Name::try_from("peer_1-X").is_ok());
+        assert!(Name::try_from("x".repeat(128)).is_ok());
+        assert!(Name::try_from("").is_err());
+        assert!(Name::try_from("x".repeat(129)).is_err());
+        assert!(Name::try_from("has space").is_err());
+        assert!(Name::try_from("dot.ted").is_err());
+        assert!(Name::try_from("é").is_err());
+    }
+
+    #[test]
+    fn pairing_codes_exclude_look_alike_characters() {
+        assert!(PairingCode::try_from("ABC234".to_owned()).is_ok());
+        assert!(PairingCode::try_from("ABC23".to_owned()).is_err());
+        assert!(PairingCode::try_from("ABC2345".to_owned()).is_err());
+        assert!(PairingCode::try_from("ABCD0O".to_owned()).is_err());
+        assert!(PairingCode::try_from("abc234".to_owned()).is_err());
+        assert!(PairingCode::try_from("ABCD1I".to_owned()).is_err());
+    }
+
+    #[test]
+    fn pairing_keys_must_decode_to_32_bytes() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert!(PairingKey::try_from(key).is_ok());
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 31]);
+        assert!(PairingKey::try_from(short).is_err());
+        assert!(PairingKey::try_from("not base64!".to_owned()).is_err());
+    }
+
+    #[test]
+    fn relay_keys_are_bounded() {
+        assert!(RelayKey::try_from("k".repeat(256)).is_ok());
+        assert!(RelayKey::try_from("k".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure, synchronous registries. They know nothing of sockets, tasks or clocks: callers pass `now` and
+//! get back results, including whom to notify.
+
+pub mod relays;
+pub mod rendezvous;
+
+pub use relays::{RelayInfo, RelayRegistry};
+pub use rendezvous::{DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Ttls};

@@ -1,0 +1,132 @@
+//! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`GET /health`), and WebSocket upgrades on every
+//! other path.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use super::TransportContext;
+use super::websocket;
+
+/// Pause after a failed accept (out of file descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Accepts TCP connections until shutdown; each is served on its own task.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    context: Arc<TransportContext>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = context.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let context_for_task = context.clone();
+                let tls = tls.clone();
+                context
+                    .tasks
+                    .spawn(serve_connection(stream, peer, tls, context_for_task));
+            }
+            Err(err) => {
+                warn!(error = %err, "accepting a TCP connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    context: Arc<TransportContext>,
+) {
+    // Replies are small and latency matters more than packing.
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_http(TokioIo::new(stream), peer, context).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(context.handshake_timeout, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, context).await,
+                Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_http<I>(io: I, peer: SocketAddr, context: Arc<TransportContext>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let shutdown = context.shutdown.clone();
+    let handshake_timeout = context.handshake_timeout;
+    let service = service_fn(move |request| {
+        let response = route(request, peer, &context);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(64 * 1024);
+    let mut connection = pin!(builder.serve_connection(io, service).with_upgrades());
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        debug!(%peer, error = %err, "HTTP connection ended with an error");
+    }
+}
+
+fn route(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    context: &Arc<TransportContext>,
+) -> HttpResponse {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => json(StatusCode::OK, &context.health()),
+        _ => websocket::upgrade(request, peer, context),
+    }
+}
+
+pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(text.as_bytes())))
+        .expect("a valid response")
+}

@@ -1,0 +1,277 @@
+//! WebSocket sessions: JSON text frames and CBOR binary frames, each answered in its own encoding; pushes
+//! in the encoding of the session's last request (JSON before the first).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{
+    CONNECTION, HeaderMap, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{Instrument, debug, debug_span};
+
+use super::TransportContext;
+use super::http::{HttpResponse, plain};
+use crate::protocol::codec::{self, Encoding};
+use crate::protocol::{ErrorCode, RequestId, ServerMessage};
+use crate::session::Session;
+use crate::session::push::PushReceiver;
+
+/// How long a closing handshake may take before the connection is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Bytes read from the socket at a time. Small, because idle sessions are the common case and this
+/// buffer lives as long as the session.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Answers an HTTP request on a WebSocket path: the 101 that upgrades it, or why not.
+pub fn upgrade(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    context: &Arc<TransportContext>,
+) -> HttpResponse {
+    let headers = request.headers();
+    let wants_websocket = request.method() == Method::GET
+        && header_has_token(headers, &CONNECTION, "upgrade")
+        && header_has_token(headers, &UPGRADE, "websocket");
+    if !wants_websocket {
+        return plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "this path serves WebSocket sessions; see GET /health\n",
+        );
+    }
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = plain(StatusCode::BAD_REQUEST, "unsupported WebSocket version\n");
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return response;
+    }
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let context = context.clone();
+    let span = debug_span!("websocket", %peer);
+    context.tasks.clone().spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let stream = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(websocket_config(context.max_message_size)),
+                    )
+                    .await;
+                    run_session(stream, peer.ip(), &context).await;
+                }
+                Err(err) => debug!(error = %err, "WebSocket upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(CONNECTION, "upgrade")
+        .header(UPGRADE, "websocket")
+        .header(SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Default::default())
+        .expect("a valid response")
+}
+
+fn header_has_token(headers: &HeaderMap, name: &hyper::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
+
+fn websocket_config(max_message_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        // Write each message as it is sent instead of collecting a buffer first.
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_message_size.saturating_mul(4))
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size))
+}
+
+/// Why a session's loop stopped.
+#[derive(Debug)]
+enum Ending {
+    ClientClosed,
+    Idle,
+    TooLarge,
+    /// A text frame that is not UTF-8: RFC 6455 requires failing the connection.
+    InvalidText,
+    /// A frame that breaks the WebSocket protocol (unmasked, reserved bits, bad opcode...).
+    ProtocolViolation,
+    TooSlow,
+    Stalled,
+    Shutdown,
+    Broken(WsError),
+}
+
+struct Connection<S> {
+    stream: WebSocketStream<S>,
+    /// The encoding of the last request, which pushes follow.
+    encoding: Encoding,
+    idle_timeout: Duration,
+}
+
+/// Serves one WebSocket session from open to close.
+pub async fn run_session<S>(stream: WebSocketStream<S>, ip: IpAddr, context: &TransportContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut connection = Connection {
+        stream,
+        encoding: Encoding::Json,
+        idle_timeout: context.idle_timeout,
+    };
+    let (session, mut pushes) = match Session::open(&context.hub, ip) {
+        Ok(opened) => opened,
+        Err(over_capacity) => {
+            let refusal = ServerMessage::error(ErrorCode::OverCapacity, over_capacity.to_string());
+            connection
+                .close_with(Some(&refusal), CloseCode::Again, "over capacity")
+                .await;
+            return;
+        }
+    };
+    let overflowed = pushes.overflow_signal();
+    let ending = tokio::select! {
+        ending = connection.serve(&session, &mut pushes) => ending,
+        () = overflowed.notified() => Ending::TooSlow,
+        () = context.shutdown.cancelled() => Ending::Shutdown,
+    };
+    debug!(session = session.id(), ?ending, "WebSocket session ending");
+    match ending {
+        Ending::TooLarge => {
+            let refusal = ServerMessage::error(
+                ErrorCode::TooLarge,
+                format!("messages are limited to {} bytes", context.max_message_size),
+            );
+            connection
+                .close_with(Some(&refusal), CloseCode::Size, "message too large")
+                .await;
+        }
+        Ending::InvalidText => {
+            let refusal =
+                ServerMessage::error(ErrorCode::Malformed, "text frames must be valid UTF-8");
+            connection
+                .close_with(Some(&refusal), CloseCode::Invalid, "invalid UTF-8")
+                .await;
+        }
+        Ending::ProtocolViolation => {
+            connection
+                .close_with(None, CloseCode::Protocol, "WebSocket protocol error")
+                .await;
+        }
+        Ending::Idle => connection.close_with(None, CloseCode::Normal, "idle").await,
+        Ending::Shutdown => {
+            connection
+                .close_with(None, CloseCode::Away, "shutting down")
+                .await
+        }
+        Ending::ClientClosed => {
+            // The reply to the client's close frame is queued; let it reach the client.
+            let _ = timeout(CLOSE_GRACE, connection.stream.flush()).await;
+        }
+        Ending::Broken(err) => debug!(error = %err, "WebSocket connection failed"),
+        // The client does not read: nothing more can be delivered.
+        Ending::TooSlow | Ending::Stalled => {}
+    }
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn serve(&mut self, session: &Session, pushes: &mut PushReceiver) -> Ending {
+        let mut deadline = Instant::now() + self.idle_timeout;
+        loop {
+            tokio::select! {
+                incoming = self.stream.next() => {
+                    deadline = Instant::now() + self.idle_timeout;
+                    let (bytes, encoding) = match incoming {
+                        None => return Ending::ClientClosed,
+                        Some(Err(WsError::Capacity(_))) => return Ending::TooLarge,
+                        Some(Err(WsError::Utf8(_))) => return Ending::InvalidText,
+                        Some(Err(WsError::Protocol(_))) => return Ending::ProtocolViolation,
+                        Some(Err(err)) => return Ending::Broken(err),
+                        Some(Ok(Message::Text(text))) => (text.into(), Encoding::Json),
+                        Some(Ok(Message::Binary(bytes))) => (bytes, Encoding::Cbor),
+                        // Pings are answered and close frames handled by the WebSocket layer itself.
+                        Some(Ok(_)) => continue,
+                    };
+                    self.encoding = encoding;
+                    let reply = session.handle(codec::decode(&bytes, encoding));
+                    if let Err(ending) = self.send(&reply.message, reply.request_id.as_ref()).await {
+                        return ending;
+                    }
+                }
+                Some(push) = pushes.recv() => {
+                    if let Err(ending) = self.send(&push, None).await {
+                        return ending;
+                    }
+                }
+                () = sleep_until(deadline) => return Ending::Idle,
+            }
+        }
+    }
+
+    async fn send(
+        &mut self,
+        message: &ServerMessage,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), Ending> {
+        let bytes = codec::encode(message, request_id, self.encoding);
+        let frame = match self.encoding {
+            Encoding::Json => {
+                Message::text(String::from_utf8(bytes).expect("JSON encodes to UTF-8"))
+            }
+            Encoding::Cbor => Message::binary(bytes),
+        };
+        match timeout(self.idle_timeout, self.stream.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Ending::Broken(err)),
+            Err(_) => Err(Ending::Stalled),
+        }
+    }
+
+    /// Sends a last message, if any, then a close frame, and waits briefly for the client's answer.
+    async fn close_with(&mut self, last: Option<&ServerMessage>, code: CloseCode, reason: &str) {
+        let closing = async {
+            if let Some(message) = last {
+                self.send(message, None).await.ok()?;
+            }
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            self.stream.close(Some(frame)).await.ok()?;
+            while let Some(Ok(_)) = self.stream.next().await {}
+            Some(())
+        };
+        let _ = timeout(CLOSE_GRACE, closing).await;
+    }
+}

@@ -1,0 +1,214 @@
+//! Starting a real server on loopback and talking to it as a WebSocket client would.
+#![allow(dead_code)] // Each test file uses a different part of this helper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{WebSocketStream, client_async};
+use tokio_util::sync::CancellationToken;
+use zajel_signal::{Clock, Config, ManualClock, Server};
+
+/// Every wait in these tests is bounded by this, so a broken server fails a test instead of hanging it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub fn test_config() -> Config {
+    Config {
+        ws_listen: "127.0.0.1:0".parse().unwrap(),
+        server_id: Some("test-server".into()),
+        ..Config::default()
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(test_config()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let server = Server::bind_with_clock(config, clock.clone() as Arc<dyn Clock>)
+            .await
+            .expect("server binds");
+        let addr = server.ws_addr();
+        let shutdown = server.shutdown_token();
+        let task = tokio::spawn(server.run());
+        Self {
+            addr,
+            clock,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// Shuts the server down and waits until it has stopped.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("server stops in time")
+            .expect("server task ends cleanly");
+    }
+
+    pub async fn health(&self) -> Value {
+        let body = http_get(self.addr, "/health").await;
+        let json_start = body.find("\r\n\r\n").expect("a header block") + 4;
+        serde_json::from_str(&body[json_start..]).expect("health is JSON")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A minimal HTTP/1.1 GET, returning the whole response as text.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("HTTP answer in time")
+        .unwrap();
+    response
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<TcpStream>,
+}
+
+/// What a client received next: a message, or the close frame that ended the session.
+#[derive(Debug)]
+pub enum Received {
+    Message(Value),
+    Closed(Option<CloseFrame>),
+}
+
+impl Client {
+    /// Connects and consumes the `server_info` that opens every session.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let mut client = Self::connect_raw(addr).await;
+        let info = client.recv().await;
+        assert_eq!(info["type"], "server_info", "{info}");
+        client
+    }
+
+    /// Connects without reading anything.
+    pub async fn connect_raw(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (ws, _) = client_async(format!("ws://{addr}/"), stream)
+            .await
+            .expect("WebSocket handshake");
+        Self { ws }
+    }
+
+    pub async fn send_json(&mut self, message: &Value) {
+        self.ws
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_cbor(&mut self, message: &Value) {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(message, &mut bytes).unwrap();
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next message or close, decoding text as JSON and binary as CBOR.
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return Received::Message(serde_json::from_str(&text).expect("JSON frame"));
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Received::Message(cbor_to_json(&bytes));
+                }
+                Some(Ok(Message::Close(frame))) => return Received::Closed(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        match self.next().await {
+            Received::Message(value) => value,
+            Received::Closed(frame) => panic!("session closed: {frame:?}"),
+        }
+    }
+
+    /// The next frame, which must be text (JSON).
+    pub async fn recv_text(&mut self) -> Value {
+        let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+            .await
+            .expect("in time");
+        match frame {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame, which must be binary (CBOR).
+    pub async fn recv_binary(&mut self) -> Value {
+        let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+            .await
+            .expect("in time");
+        match frame {
+            Some(Ok(Message::Binary(bytes))) => cbor_to_json(&bytes),
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+
+    pub async fn request(&mut self, message: Value) -> Value {
+        self.send_json(&message).await;
+        self.recv().await
+    }
+
+    /// Waits for the session to close and returns its close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.next().await {
+                Received::Message(_) => continue,
+                Received::Closed(frame) => return frame.map(|f| f.code.into()),
+            }
+        }
+    }
+}
+
+pub fn cbor_to_json(bytes: &[u8]) -> Value {
+    let value: ciborium::Value = ciborium::from_reader(bytes).expect("CBOR frame");
+    value.deserialized().expect("CBOR in the JSON data model")
+}
+
+pub const PUBLIC_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

@@ -1,0 +1,509 @@
+//! The WebSocket transport end to end, through real sockets on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, PATIENCE, PUBLIC_KEY, Received, TestServer, http_get, test_config};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Waits until /health reports `sessions` open sessions (closing is asynchronous on the server).
+async fn wait_for_sessions(server: &TestServer, sessions: u64) {
+    tokio::time::timeout(PATIENCE, async {
+        while server.health().await["sessions"] != sessions {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("session count reached in time");
+}
+
+#[tokio::test]
+async fn every_session_starts_with_server_info() {
+    let server = TestServer::start().await;
+    let mut client = Client::connect_raw(server.addr).await;
+    let info = client.recv_text().await;
+    assert_eq!(
+        info,
+        json!({"type": "server_info", "serverId": "test-server", "endpoint": null, "region": null})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_the_server_id_to_any_origin() {
+    let server = TestServer::start().await;
+    let response = http_get(server.addr, "/health").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{response}"
+    );
+    let health = server.health().await;
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["serverId"], "test-server");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_on_a_websocket_path_is_told_to_upgrade() {
+    let server = TestServer::start().await;
+    let response = http_get(server.addr, "/anything").await;
+    assert!(response.starts_with("HTTP/1.1 426"), "{response}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn any_path_upgrades_to_a_session() {
+    let server = TestServer::start().await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/some/legacy/path", server.addr), stream)
+            .await
+            .unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert!(matches!(first, Some(Ok(Message::Text(_)))));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn replies_echo_the_request_id_in_the_requests_encoding() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    client
+        .send_json(&json!({"type": "ping", "requestId": "abc"}))
+        .await;
+    assert_eq!(
+        client.recv_text().await,
+        json!({"type": "pong", "requestId": "abc"})
+    );
+    client
+        .send_cbor(&json!({"type": "ping", "requestId": 42}))
+        .await;
+    assert_eq!(
+        client.recv_binary().await,
+        json!({"type": "pong", "requestId": 42})
+    );
+    client.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(client.recv_text().await, json!({"type": "pong"}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_answers_with_the_server_time() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let ack = client
+        .request(json!({"type": "heartbeat", "peerId": "p1"}))
+        .await;
+    assert_eq!(
+        ack,
+        json!({"type": "heartbeat_ack", "timestamp": 1_700_000_000_000u64})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn relay_registration_lists_other_relays_and_ends_with_the_session() {
+    let server = TestServer::start().await;
+    let mut first = server.connect().await;
+    let reply = first
+        .request(json!({"type": "register", "peerId": "relay-1", "maxConnections": 10, "publicKey": "pk1"}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "registered", "peerId": "relay-1", "serverId": "test-server", "relays": []})
+    );
+
+    let mut second = server.connect().await;
+    second
+        .send_cbor(&json!({"type": "register", "peer_id": "relay-2"}))
+        .await;
+    let reply = second.recv_binary().await;
+    assert_eq!(reply["type"], "registered");
+    assert_eq!(
+        reply["relays"],
+        json!([{"peerId": "relay-1", "publicKey": "pk1", "capacity": 0.0}])
+    );
+
+    let reply = first
+        .request(json!({"type": "update_load", "peerId": "relay-1", "connectedCount": 5}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "load_updated", "peerId": "relay-1", "connectedCount": 5})
+    );
+    let reply = second
+        .request(json!({"type": "get_relays", "peerId": "relay-2"}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "relays", "relays": []}),
+        "relay-1 is at half load"
+    );
+    first
+        .request(json!({"type": "update_load", "peerId": "relay-1", "connectedCount": 2}))
+        .await;
+    let reply = second
+        .request(json!({"type": "get_relays", "peerId": "relay-2", "count": 5}))
+        .await;
+    assert_eq!(
+        reply["relays"],
+        json!([{"peerId": "relay-1", "publicKey": "pk1", "capacity": 0.2}])
+    );
+
+    first.ws.close(None).await.unwrap();
+    wait_for_sessions(&server, 1).await;
+    let reply = second
+        .request(json!({"type": "get_relays", "peerId": "relay-2"}))
+        .await;
+    assert_eq!(reply["relays"], json!([]));
+    assert_eq!(server.health().await["relays"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hourly_token_match_pushes_to_the_earlier_peer_in_its_encoding() {
+    let server = TestServer::start().await;
+    let mut early = server.connect().await;
+    early
+        .send_cbor(&json!({"type": "register_rendezvous", "peerId": "early", "hourlyTokens": ["tok"], "relayId": "relay-e"}))
+        .await;
+    assert_eq!(
+        early.recv_binary().await,
+        json!({"type": "rendezvous_result", "liveMatches": [], "deadDrops": []})
+    );
+
+    let mut late = server.connect().await;
+    let reply = late
+        .request(
+            json!({"type": "register_rendezvous", "peer_id": "late", "hourly_tokens": ["tok"]}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result",
+               "liveMatches": [{"peerId": "early", "relayId": "relay-e", "meetingPoint": "tok"}],
+               "deadDrops": []})
+    );
+    assert_eq!(
+        early.recv_binary().await,
+        json!({"type": "rendezvous_match", "match": {"peerId": "late", "relayId": "", "meetingPoint": "tok"}})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dead_drops_outlive_the_session_that_left_them() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect().await;
+    alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["day-1"],
+                        "deadDrop": "sealed", "hourlyTokens": ["hour-1"]}),
+        )
+        .await;
+    alice.ws.close(None).await.unwrap();
+    wait_for_sessions(&server, 0).await;
+
+    let mut bob = server.connect().await;
+    let reply = bob
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["day-1"],
+                        "hourlyTokens": ["hour-1"]}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result", "liveMatches": [],
+               "deadDrops": [{"peerId": "alice", "deadDrop": "sealed", "relayId": "", "meetingPoint": "day-1"}]})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dead_drops_expire_with_the_injected_clock() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect().await;
+    alice
+        .request(json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["d"], "deadDrop": "x"}))
+        .await;
+    server.clock.advance(Duration::from_secs(48 * 3600));
+    let mut bob = server.connect().await;
+    let reply = bob
+        .request(json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["d"]}))
+        .await;
+    assert_eq!(reply["deadDrops"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn names_are_exclusive_across_sessions_and_freed_on_close() {
+    let server = TestServer::start().await;
+    let mut first = server.connect().await;
+    let mut second = server.connect().await;
+    let reply = first
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "registered", "pairingCode": "ABC234", "serverId": "test-server"})
+    );
+    let reply = second
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY, "requestId": 1}))
+        .await;
+    assert_eq!(reply["type"], "code_collision");
+    assert_eq!(reply["requestId"], 1);
+    let reply = second
+        .request(json!({"type": "register", "peerId": "ABC234"}))
+        .await;
+    assert_eq!(
+        reply["code"], "peer_id_taken",
+        "one namespace for codes and relay ids"
+    );
+    let reply = second
+        .request(json!({"type": "register_rendezvous", "peerId": "ABC234", "hourlyTokens": ["t"]}))
+        .await;
+    assert_eq!(reply["code"], "peer_id_taken");
+
+    first.ws.close(None).await.unwrap();
+    wait_for_sessions(&server, 1).await;
+    let reply = second
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
+        .await;
+    assert_eq!(reply["type"], "registered");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_get_too_large_and_close_1009() {
+    let config = zajel_signal::Config {
+        max_message_size: 4096,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let mut client = server.connect().await;
+    let padding = "x".repeat(5000);
+    client
+        .send_json(&json!({"type": "ping", "padding": padding}))
+        .await;
+    let reply = client.recv().await;
+    assert_eq!(reply["type"], "error");
+    assert_eq!(reply["code"], "too_large");
+    assert_eq!(client.closed().await, Some(1009));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_over_the_per_address_limit_get_over_capacity_and_close_1013() {
+    let config = zajel_signal::Config {
+        max_sessions_per_ip: 2,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let _first = server.connect().await;
+    let _second = server.connect().await;
+    let mut third = Client::connect_raw(server.addr).await;
+    let reply = third.recv().await;
+    assert_eq!(reply["code"], "over_capacity");
+    assert_eq!(third.closed().await, Some(1013));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed() {
+    let config = zajel_signal::Config {
+        idle_timeout_secs: 1,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let mut client = server.connect().await;
+    assert_eq!(client.closed().await, Some(1000));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_the_server_stays_healthy() {
+    let config = zajel_signal::Config {
+        push_queue: 8,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let mut sleeper = server.connect().await;
+    sleeper
+        .request(json!({"type": "register_rendezvous", "peerId": "sleeper", "hourlyTokens": ["t"]}))
+        .await;
+    // From here on the sleeper reads nothing; every registration below pushes it a match.
+    let mut busy = server.connect().await;
+    let long_relay = "r".repeat(128);
+    let registration = json!({"type": "register_rendezvous", "peerId": "busy",
+                              "hourlyTokens": ["t"], "relayId": long_relay});
+    // Enough pushes to fill the socket buffers and then the queue, sent in pipelined batches.
+    for _ in 0..100 {
+        for _ in 0..500 {
+            busy.send_json(&registration).await;
+        }
+        for _ in 0..500 {
+            assert_eq!(busy.recv().await["type"], "rendezvous_result");
+        }
+        if server.health().await["sessions"] == 1 {
+            break;
+        }
+    }
+    wait_for_sessions(&server, 1).await;
+    assert_eq!(busy.request(json!({"type": "ping"})).await["type"], "pong");
+    drop(sleeper);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_going_away() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let closing = tokio::spawn(async move { client.closed().await });
+    server.stop().await;
+    assert_eq!(closing.await.unwrap(), Some(1001));
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let frame = Frame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);
+    client.send_raw(Message::Frame(frame)).await;
+    let code = match client.next().await {
+        Received::Message(reply) => {
+            assert_eq!(reply["code"], "malformed");
+            client.closed().await
+        }
+        Received::Closed(frame) => frame.map(|f| f.code.into()),
+    };
+    assert_eq!(code, Some(1007));
+    server.stop().await;
+}
+
+/// Every kind of garbage gets its error reply, and the session keeps working afterwards.
+#[tokio::test]
+async fn hostile_input_gets_error_replies_and_the_session_survives() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let deep_json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_cbor = {
+        let mut bytes = vec![0xa1, 0x64, b't', b'y', b'p', b'e'];
+        bytes.extend(std::iter::repeat_n(0x81, 5000));
+        bytes.push(0x00);
+        bytes
+    };
+    let many_points: Vec<String> = (0..10_000).map(|i| format!("p{i}")).collect();
+    let cbor_with = |field: ciborium::Value| {
+        let mut bytes = Vec::new();
+        let map = ciborium::Value::Map(vec![
+            ("type".into(), "register_rendezvous".into()),
+            ("peerId".into(), "peer".into()),
+            ("requestId".into(), "req-7".into()),
+            ("deadDrop".into(), field),
+        ]);
+        ciborium::into_writer(&map, &mut bytes).unwrap();
+        bytes
+    };
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::text("{not json"), "malformed"),
+        (Message::text("[1,2,3]"), "malformed"),
+        (Message::text("\"just a string\""), "malformed"),
+        (Message::text("{}"), "malformed"),
+        (Message::text(r#"{"type": 7}"#), "malformed"),
+        (
+            Message::text(r#"{"type":"register_rendezvous","peerId":"p","dailyPoints":["a""#),
+            "malformed",
+        ),
+        (Message::text(deep_json), "malformed"),
+        (Message::binary(vec![0xff, 0x00, 0x13]), "malformed"),
+        (Message::binary(vec![0xa2, 0x64, b't', b'y']), "malformed"),
+        (Message::binary(deep_cbor), "malformed"),
+        (Message::binary(vec![0x63, 0xff, 0xfe, 0xfd]), "malformed"),
+        (
+            Message::binary(cbor_with(ciborium::Value::Bytes(vec![1, 2, 3]))),
+            "invalid_message",
+        ),
+        (
+            Message::binary(cbor_with(ciborium::Value::Tag(0, Box::new("2026".into())))),
+            "invalid_message",
+        ),
+        (Message::text(r#"{"type":"teleport"}"#), "unknown_type"),
+        (
+            Message::text(r#"{"type":"register","peerId":5}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"register","peerId":"a b"}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"update_load","peerId":"x","connectedCount":"9"}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"get_relays","peerId":"x","count":1.5}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"register_rendezvous","peerId":"x","dailyPoints":"a"}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"register_rendezvous","peerId":"x","deadDrops":[1]}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(
+                json!({"type": "register_rendezvous", "peerId": "x", "dailyPoints": many_points})
+                    .to_string(),
+            ),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type":"update_load","peerId":"nobody","connectedCount":1}"#),
+            "not_registered",
+        ),
+    ];
+    for (message, expected_code) in cases {
+        let shown = format!("{message:?}");
+        client.send_raw(message).await;
+        let reply = client.recv().await;
+        assert_eq!(reply["type"], "error", "{shown:.200}");
+        assert_eq!(reply["code"], expected_code, "{shown:.200} -> {reply}");
+        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A huge array in a field nobody reads is ignored.
+    let huge: Vec<u32> = (0..40_000).collect();
+    let reply = client
+        .request(json!({"type": "ping", "requestId": "after", "junk": huge}))
+        .await;
+    assert_eq!(reply, json!({"type": "pong", "requestId": "after"}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn error_replies_keep_the_request_id() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let reply = client
+        .request(json!({"type": "get_relays", "requestId": "r-9"}))
+        .await;
+    assert_eq!(reply["code"], "invalid_message");
+    assert_eq!(reply["requestId"], "r-9");
+    assert!(reply["message"].as_str().unwrap().contains("peerId"));
+    let reply = client
+        .request(json!({"type": "nope", "requestId": 3}))
+        .await;
+    assert_eq!(reply["code"], "unknown_type");
+    assert_eq!(reply["requestId"], 3);
+    let _: Value = reply;
+    server.stop().await;
+}
