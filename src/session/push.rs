@@ -52,6 +52,11 @@ impl PushReceiver {
         self.queue.recv().await
     }
 
+    /// The next push if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<ServerMessage> {
+        self.queue.try_recv().ok()
+    }
+
     /// Completes once the queue has overflowed: the transport must then close the session.
     pub fn overflow_signal(&self) -> Arc<Notify> {
         self.overflowed.clone()

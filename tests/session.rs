@@ -1,0 +1,400 @@
+//! The session layer without any transport: the seed's handler cases, identity binding, cleanup, pushes.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde_json::{Value, json};
+use zajel_signal::hub::{Hub, OverCapacity, Settings};
+use zajel_signal::protocol::codec::{Encoding, decode, encode};
+use zajel_signal::protocol::{RequestId, ServerMessage};
+use zajel_signal::registry::Ttls;
+use zajel_signal::session::Session;
+use zajel_signal::session::push::PushReceiver;
+use zajel_signal::{Config, ManualClock};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const PUBLIC_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+struct Fixture {
+    hub: Hub,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_config(Config {
+            server_id: Some("srv".into()),
+            ..Config::default()
+        })
+    }
+
+    fn with_config(config: Config) -> Self {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let hub = Hub::with_rng(
+            Settings::from_config(&config),
+            Ttls::default(),
+            clock.clone(),
+            SmallRng::seed_from_u64(1),
+        );
+        Self { hub, clock }
+    }
+
+    fn open(&self) -> Peer {
+        let (session, pushes) = Session::open(&self.hub, LOCALHOST).expect("admitted");
+        let mut peer = Peer { session, pushes };
+        assert_eq!(peer.next_push().unwrap()["type"], "server_info");
+        peer
+    }
+}
+
+struct Peer {
+    session: Session,
+    pushes: PushReceiver,
+}
+
+impl Peer {
+    /// Sends one JSON request and returns the reply as JSON, exactly as a WebSocket client would see it.
+    fn request(&self, message: Value) -> Value {
+        let reply = self
+            .session
+            .handle(decode(message.to_string().as_bytes(), Encoding::Json));
+        to_json(&reply.message, reply.request_id.as_ref())
+    }
+
+    fn next_push(&mut self) -> Option<Value> {
+        self.pushes
+            .try_recv()
+            .map(|message| to_json(&message, None))
+    }
+}
+
+fn to_json(message: &ServerMessage, request_id: Option<&RequestId>) -> Value {
+    serde_json::from_slice(&encode(message, request_id, Encoding::Json)).unwrap()
+}
+
+fn relay_ids(reply: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = reply["relays"]
+        .as_array()
+        .expect("a relay list")
+        .iter()
+        .map(|r| r["peerId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn register_answers_registered_with_relays() {
+    let fixture = Fixture::new();
+    let first = fixture.open();
+    let second = fixture.open();
+    first.request(
+        json!({"type": "register", "peerId": "relay-1", "maxConnections": 20, "publicKey": "k1"}),
+    );
+    let reply = second.request(json!({"type": "register", "peerId": "relay-2"}));
+    assert_eq!(
+        reply,
+        json!({"type": "registered", "peerId": "relay-2", "serverId": "srv",
+               "relays": [{"peerId": "relay-1", "publicKey": "k1", "capacity": 0.0}]})
+    );
+}
+
+#[test]
+fn register_rendezvous_answers_rendezvous_result_with_live_matches_and_dead_drops() {
+    let fixture = Fixture::new();
+    let alice = fixture.open();
+    let bob = fixture.open();
+    alice.request(
+        json!({"type": "register_rendezvous", "peerId": "alice", "relayId": "ra",
+                         "dailyPoints": ["d1"], "deadDrop": "hello", "hourlyTokens": ["h1"]}),
+    );
+    let reply = bob.request(json!({"type": "register_rendezvous", "peerId": "bob",
+                                   "dailyPoints": ["d1"], "hourlyTokens": ["h1"]}));
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result",
+               "liveMatches": [{"peerId": "alice", "relayId": "ra", "meetingPoint": "h1"}],
+               "deadDrops": [{"peerId": "alice", "deadDrop": "hello", "relayId": "ra", "meetingPoint": "d1"}]})
+    );
+}
+
+#[test]
+fn update_load_changes_the_count() {
+    let fixture = Fixture::new();
+    let relay = fixture.open();
+    let asker = fixture.open();
+    relay.request(json!({"type": "register", "peerId": "relay-1", "maxConnections": 10}));
+    let reply =
+        relay.request(json!({"type": "update_load", "peerId": "relay-1", "connectedCount": 3}));
+    assert_eq!(
+        reply,
+        json!({"type": "load_updated", "peerId": "relay-1", "connectedCount": 3})
+    );
+    let reply = asker.request(json!({"type": "get_relays", "peerId": "asker"}));
+    assert_eq!(reply["relays"][0]["capacity"], 0.3);
+    relay.request(json!({"type": "update_load", "peerId": "relay-1", "connectedCount": 6}));
+    let reply = asker.request(json!({"type": "get_relays", "peerId": "asker"}));
+    assert_eq!(reply["relays"], json!([]));
+}
+
+#[test]
+fn a_disconnect_unregisters_the_peer() {
+    let fixture = Fixture::new();
+    let relay = fixture.open();
+    let asker = fixture.open();
+    relay.request(json!({"type": "register", "peerId": "relay-1"}));
+    relay.request(
+        json!({"type": "register_rendezvous", "peerId": "relay-1", "hourlyTokens": ["h"],
+                         "dailyPoints": ["d"], "deadDrop": "stays"}),
+    );
+    assert_eq!(
+        relay_ids(&asker.request(json!({"type": "get_relays", "peerId": "x"}))),
+        ["relay-1"]
+    );
+    drop(relay);
+    assert!(relay_ids(&asker.request(json!({"type": "get_relays", "peerId": "x"}))).is_empty());
+    let reply = asker.request(json!({"type": "register_rendezvous", "peerId": "asker",
+                                     "hourlyTokens": ["h"], "dailyPoints": ["d"]}));
+    assert_eq!(
+        reply["liveMatches"],
+        json!([]),
+        "hourly entries go with the session"
+    );
+    assert_eq!(
+        reply["deadDrops"][0]["deadDrop"], "stays",
+        "daily entries stay"
+    );
+    // The name is free again.
+    let newcomer = fixture.open();
+    assert_eq!(
+        newcomer.request(json!({"type": "register", "peerId": "relay-1"}))["type"],
+        "registered"
+    );
+}
+
+#[test]
+fn the_earlier_peer_is_pushed_the_newcomer_once_per_request() {
+    let fixture = Fixture::new();
+    let mut alice = fixture.open();
+    let bob = fixture.open();
+    alice.request(
+        json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["t1", "t2"]}),
+    );
+    bob.request(
+        json!({"type": "register_rendezvous", "peerId": "bob", "relayId": "rb",
+                       "hourlyTokens": ["t2", "t1"]}),
+    );
+    assert_eq!(
+        alice.next_push(),
+        Some(json!({"type": "rendezvous_match",
+                    "match": {"peerId": "bob", "relayId": "rb", "meetingPoint": "t2"}}))
+    );
+    assert_eq!(
+        alice.next_push(),
+        None,
+        "one push per request, not per token"
+    );
+}
+
+#[test]
+fn only_hourly_tokens_produce_pushes() {
+    let fixture = Fixture::new();
+    let mut alice = fixture.open();
+    let bob = fixture.open();
+    alice.request(json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["d"], "deadDrop": "x"}));
+    let reply =
+        bob.request(json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["d"]}));
+    assert_eq!(reply["deadDrops"].as_array().unwrap().len(), 1);
+    assert_eq!(alice.next_push(), None);
+}
+
+#[test]
+fn hourly_matches_expire_with_the_clock() {
+    let fixture = Fixture::new();
+    let alice = fixture.open();
+    let bob = fixture.open();
+    alice.request(json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["h"]}));
+    fixture.clock.advance(Duration::from_secs(3 * 3600));
+    let reply =
+        bob.request(json!({"type": "register_rendezvous", "peerId": "bob", "hourlyTokens": ["h"]}));
+    assert_eq!(reply["liveMatches"], json!([]));
+    assert_eq!(
+        fixture.hub.sweep_expired(),
+        1,
+        "alice's expired token is swept"
+    );
+}
+
+#[test]
+fn a_session_acts_only_for_its_own_ids() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    session.request(json!({"type": "register", "peerId": "me"}));
+    for request in [
+        json!({"type": "update_load", "peerId": "other", "connectedCount": 1}),
+        json!({"type": "get_relays", "peerId": "other"}),
+        json!({"type": "heartbeat", "peerId": "other"}),
+        json!({"type": "register_rendezvous", "peerId": "other", "hourlyTokens": ["t"]}),
+        json!({"type": "register", "peerId": "other"}),
+    ] {
+        let reply = session.request(request.clone());
+        assert_eq!(reply["code"], "peer_id_mismatch", "{request}");
+    }
+    assert_eq!(
+        session.request(json!({"type": "heartbeat", "peerId": "me"}))["type"],
+        "heartbeat_ack"
+    );
+}
+
+#[test]
+fn update_load_needs_a_relay_registration_on_this_session() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    let reply =
+        session.request(json!({"type": "update_load", "peerId": "me", "connectedCount": 1}));
+    assert_eq!(reply["code"], "not_registered");
+    // A rendezvous binding names the session but does not list it as a relay.
+    session.request(json!({"type": "register_rendezvous", "peerId": "me"}));
+    let reply =
+        session.request(json!({"type": "update_load", "peerId": "me", "connectedCount": 1}));
+    assert_eq!(reply["code"], "not_registered");
+    session.request(json!({"type": "register", "peerId": "me"}));
+    let reply =
+        session.request(json!({"type": "update_load", "peerId": "me", "connectedCount": 1}));
+    assert_eq!(reply["type"], "load_updated");
+}
+
+#[test]
+fn re_registering_a_relay_replaces_capacity_and_resets_load() {
+    let fixture = Fixture::new();
+    let relay = fixture.open();
+    let asker = fixture.open();
+    relay.request(
+        json!({"type": "register", "peerId": "r", "maxConnections": 10, "publicKey": "old"}),
+    );
+    relay.request(json!({"type": "update_load", "peerId": "r", "connectedCount": 4}));
+    relay.request(
+        json!({"type": "register", "peerId": "r", "maxConnections": 100, "publicKey": "new"}),
+    );
+    let reply = asker.request(json!({"type": "get_relays", "peerId": "a"}));
+    assert_eq!(
+        reply["relays"],
+        json!([{"peerId": "r", "publicKey": "new", "capacity": 0.0}])
+    );
+}
+
+#[test]
+fn a_second_pairing_code_replaces_and_frees_the_first() {
+    let fixture = Fixture::new();
+    let first = fixture.open();
+    let second = fixture.open();
+    first.request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
+    let reply = first
+        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
+    assert_eq!(reply["pairingCode"], "BBBBBB");
+    let reply = second
+        .request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
+    assert_eq!(reply["type"], "registered", "the old code was freed");
+    let reply = second
+        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
+    assert_eq!(
+        reply,
+        json!({"type": "code_collision", "message": "Pairing code already in use"})
+    );
+}
+
+#[test]
+fn a_pairing_code_is_an_identity_for_peer_id_checks() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    session.request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}));
+    let reply = session
+        .request(json!({"type": "register_rendezvous", "peerId": "ABC234", "hourlyTokens": ["t"]}));
+    assert_eq!(reply["type"], "rendezvous_result");
+    let reply = session.request(
+        json!({"type": "register_rendezvous", "peerId": "someone", "hourlyTokens": ["t"]}),
+    );
+    assert_eq!(reply["code"], "peer_id_mismatch");
+}
+
+#[test]
+fn pushes_go_to_the_holder_of_the_name_whichever_role() {
+    let fixture = Fixture::new();
+    let mut phone = fixture.open();
+    let browser = fixture.open();
+    phone.request(json!({"type": "register", "pairingCode": "PHONE2", "publicKey": PUBLIC_KEY}));
+    phone
+        .request(json!({"type": "register_rendezvous", "peerId": "PHONE2", "hourlyTokens": ["t"]}));
+    browser.request(
+        json!({"type": "register_rendezvous", "peerId": "browser", "hourlyTokens": ["t"]}),
+    );
+    assert_eq!(phone.next_push().unwrap()["match"]["peerId"], "browser");
+}
+
+#[test]
+fn a_full_push_queue_signals_the_transport_to_close() {
+    let fixture = Fixture::with_config(Config {
+        push_queue: 2,
+        ..Config::default()
+    });
+    let sleeper = fixture.open();
+    let overflowed = sleeper.pushes.overflow_signal();
+    sleeper.request(
+        json!({"type": "register_rendezvous", "peerId": "sleeper", "hourlyTokens": ["t"]}),
+    );
+    let busy = fixture.open();
+    for _ in 0..3 {
+        busy.request(
+            json!({"type": "register_rendezvous", "peerId": "busy", "hourlyTokens": ["t"]}),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), overflowed.notified())
+            .await
+            .expect("overflow signalled");
+    });
+}
+
+#[test]
+fn sessions_beyond_the_limits_are_refused() {
+    let fixture = Fixture::with_config(Config {
+        max_sessions: 3,
+        max_sessions_per_ip: 2,
+        ..Config::default()
+    });
+    let first = fixture.open();
+    let _second = fixture.open();
+    assert_eq!(
+        Session::open(&fixture.hub, LOCALHOST).err(),
+        Some(OverCapacity)
+    );
+    let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let (_third, _) = Session::open(&fixture.hub, other_ip).expect("another address has room");
+    assert!(
+        Session::open(&fixture.hub, other_ip).is_err(),
+        "total limit"
+    );
+    drop(first);
+    assert!(Session::open(&fixture.hub, LOCALHOST).is_ok());
+}
+
+#[test]
+fn ping_and_request_ids() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    assert_eq!(
+        session.request(json!({"type": "ping", "requestId": "x"})),
+        json!({"type": "pong", "requestId": "x"})
+    );
+    assert_eq!(
+        session.request(json!({"type": "heartbeat", "request_id": 5})),
+        json!({"type": "heartbeat_ack", "timestamp": 1_700_000_000_000u64, "requestId": 5})
+    );
+}
