@@ -170,9 +170,9 @@ impl Hub {
         let now = self.now();
         let mut removed = 0;
         loop {
-            let batch = self.state().rendezvous.sweep(now, SWEEP_BATCH);
-            removed += batch;
-            if batch < SWEEP_BATCH {
+            let swept = self.state().rendezvous.sweep(now, SWEEP_BATCH);
+            removed += swept.removed;
+            if swept.done {
                 return removed;
             }
         }

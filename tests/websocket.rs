@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, PATIENCE, PUBLIC_KEY, Received, TestServer, http_get, test_config};
+use common::{
+    Client, PATIENCE, PUBLIC_KEY, Received, TestServer, http_get, http_request, test_config,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,6 +47,25 @@ async fn health_reports_the_server_id_to_any_origin() {
     let health = server.health().await;
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["serverId"], "test-server");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_head_and_cors_preflight() {
+    let server = TestServer::start().await;
+    let head = http_request(server.addr, "HEAD", "/health").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+    let preflight = http_request(server.addr, "OPTIONS", "/health")
+        .await
+        .to_ascii_lowercase();
+    assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: *"),
+        "{preflight}"
+    );
+    let post = http_request(server.addr, "POST", "/health").await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     server.stop().await;
 }
 
@@ -434,6 +455,16 @@ async fn hostile_input_gets_error_replies_and_the_session_survives() {
         (
             Message::binary(cbor_with(ciborium::Value::Tag(0, Box::new("2026".into())))),
             "invalid_message",
+        ),
+        (
+            // {"type": "ping", "x": undefined}
+            Message::binary(b"\xa2\x64type\x64ping\x61x\xf7".to_vec()),
+            "invalid_message",
+        ),
+        (
+            // {"type": h'70696e67'}: a byte-string type is no text type.
+            Message::binary(b"\xa1\x64type\x44ping".to_vec()),
+            "malformed",
         ),
         (Message::text(r#"{"type":"teleport"}"#), "unknown_type"),
         (

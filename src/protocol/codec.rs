@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::cbor;
 use super::message::{ErrorCode, ServerMessage};
 
 /// How one message is written on the wire.
@@ -66,88 +67,16 @@ fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 fn decode_cbor(bytes: &[u8]) -> Result<Envelope, DecodeError> {
-    let mut rest = bytes;
-    let value: ciborium::Value = ciborium::from_reader(&mut rest)
-        .map_err(|err| DecodeError::malformed(format!("not CBOR: {err}")))?;
-    if !rest.is_empty() {
-        return Err(DecodeError::malformed(
-            "trailing bytes after the CBOR message",
-        ));
+    let map = cbor::read_map(bytes).map_err(|err| DecodeError::malformed(err.0))?;
+    let envelope = into_envelope(map.fields)?;
+    match map.outside_model {
+        None => Ok(envelope),
+        Some(message) => Err(DecodeError {
+            code: ErrorCode::InvalidMessage,
+            message,
+            request_id: envelope.request_id,
+        }),
     }
-    let ciborium::Value::Map(entries) = value else {
-        return Err(DecodeError::malformed("a message must be a map"));
-    };
-    // Convert every field, remembering the first that is outside the JSON data model, so that the error
-    // can still carry the `requestId` read from the fields that did convert.
-    let mut fields = Map::with_capacity(entries.len());
-    let mut first_invalid = None;
-    for (key, value) in entries {
-        let ciborium::Value::Text(key) = key else {
-            first_invalid.get_or_insert_with(|| "map keys must be text".to_owned());
-            continue;
-        };
-        match cbor_to_json(value) {
-            Ok(value) => {
-                fields.insert(key, value);
-            }
-            Err(reason) => {
-                first_invalid.get_or_insert_with(|| format!("{key}: {reason}"));
-            }
-        }
-    }
-    match first_invalid {
-        None => into_envelope(fields),
-        Some(message) => {
-            let request_id = read_request_id(&fields).ok().flatten();
-            Err(DecodeError {
-                code: ErrorCode::InvalidMessage,
-                message,
-                request_id,
-            })
-        }
-    }
-}
-
-/// Maps a CBOR value into the JSON data model, refusing what JSON cannot carry.
-fn cbor_to_json(value: ciborium::Value) -> Result<Value, &'static str> {
-    use ciborium::Value as Cbor;
-    Ok(match value {
-        Cbor::Null => Value::Null,
-        Cbor::Bool(b) => Value::Bool(b),
-        Cbor::Text(text) => Value::String(text),
-        Cbor::Integer(int) => {
-            let int = i128::from(int);
-            if let Ok(unsigned) = u64::try_from(int) {
-                Value::from(unsigned)
-            } else if let Ok(signed) = i64::try_from(int) {
-                Value::from(signed)
-            } else {
-                return Err("integer out of the 64-bit range");
-            }
-        }
-        Cbor::Float(float) => serde_json::Number::from_f64(float)
-            .map(Value::Number)
-            .ok_or("non-finite numbers are not allowed")?,
-        Cbor::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(cbor_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Cbor::Map(entries) => {
-            let mut map = Map::with_capacity(entries.len());
-            for (key, value) in entries {
-                let Cbor::Text(key) = key else {
-                    return Err("map keys must be text");
-                };
-                map.insert(key, cbor_to_json(value)?);
-            }
-            Value::Object(map)
-        }
-        Cbor::Bytes(_) => return Err("byte strings are not allowed"),
-        Cbor::Tag(..) => return Err("tags are not allowed"),
-        _ => return Err("unsupported CBOR value"),
-    })
 }
 
 fn into_envelope(mut fields: Map<String, Value>) -> Result<Envelope, DecodeError> {
@@ -282,6 +211,10 @@ mod tests {
                 Cbor::Map(vec![(Cbor::Integer(1.into()), Cbor::Null)]),
             ),
             ("payload", Cbor::Float(f64::NAN)),
+            (
+                "payload",
+                Cbor::Integer((-(1i128 << 64)).try_into().unwrap()),
+            ),
         ] {
             let bytes = cbor(&Cbor::Map(vec![
                 (text("type"), text("ping")),

@@ -1,5 +1,6 @@
 //! The wire protocol: envelopes and their encodings, checked requests, and the messages the server sends.
 
+mod cbor;
 pub mod codec;
 pub mod message;
 pub mod names;

@@ -3,6 +3,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -16,9 +17,23 @@ const MAX_RELAY_KEY_CHARS: usize = 256;
 
 /// A peer id, relay id, daily point or hourly token: 1 to 128 characters of `[A-Za-z0-9_-]`.
 /// Cheap to clone, so registries share one allocation per name.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Name(Arc<str>);
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        // Registries compare clones of one allocation far more often than equal copies.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Hash for Name {
+    /// The hash of the text, as `Borrow<str>` requires.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl Name {
     pub fn as_str(&self) -> &str {

@@ -5,4 +5,4 @@ pub mod relays;
 pub mod rendezvous;
 
 pub use relays::{RelayInfo, RelayRegistry};
-pub use rendezvous::{DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Ttls};
+pub use rendezvous::{DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Swept, Ttls};

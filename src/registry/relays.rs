@@ -1,7 +1,8 @@
 //! The relay registry: peers offering to relay, with their capacity and load.
 //!
-//! Peers under half load are also kept in a dense vector, so that picking `count` of them at random is a
-//! sample of `count` indices, independent of how many peers are registered.
+//! Peers under half load are also kept, already in their reply form, in a dense vector: picking `count`
+//! of them at random is a sample of `count` indices and a copy of each, independent of how many peers
+//! are registered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ impl Relay {
 #[derive(Debug, Default)]
 pub struct RelayRegistry {
     relays: HashMap<Name, Relay>,
-    available: Vec<Name>,
+    available: Vec<RelayInfo>,
 }
 
 impl RelayRegistry {
@@ -120,26 +121,26 @@ impl RelayRegistry {
             .into_iter()
             .filter(|&slot| Some(slot) != excluded_slot)
             .take(wanted)
-            .map(|slot| {
-                let name = &self.available[slot];
-                self.relays[name].info(name)
-            })
+            .map(|slot| self.available[slot].clone())
             .collect()
     }
 
+    /// Puts a relay into the available set, updates its entry there, or takes it out, as its load says.
     fn refresh_availability(&mut self, peer_id: &str) {
         let (name, relay) = self
             .relays
             .get_key_value(peer_id)
             .expect("refreshing a registered relay");
         match (relay.is_under_half_load(), relay.available_slot) {
+            (true, Some(slot)) => self.available[slot] = relay.info(name),
             (true, None) => {
-                let name = name.clone();
+                let info = relay.info(name);
+                let slot = self.available.len();
+                self.available.push(info);
                 self.relays
                     .get_mut(peer_id)
                     .expect("present")
-                    .available_slot = Some(self.available.len());
-                self.available.push(name);
+                    .available_slot = Some(slot);
             }
             (false, Some(slot)) => {
                 self.relays
@@ -148,7 +149,7 @@ impl RelayRegistry {
                     .available_slot = None;
                 self.remove_available(slot);
             }
-            _ => {}
+            (false, None) => {}
         }
     }
 
@@ -156,7 +157,7 @@ impl RelayRegistry {
         self.available.swap_remove(slot);
         if let Some(moved) = self.available.get(slot) {
             self.relays
-                .get_mut(moved)
+                .get_mut(&moved.peer_id)
                 .expect("available relays are registered")
                 .available_slot = Some(slot);
         }

@@ -1,8 +1,12 @@
 //! The rendezvous registry: daily meeting points carrying dead drops (kept 48 h) and hourly tokens that
 //! make live matches (kept 3 h).
 //!
-//! Entries expire through one index ordered by expiry time, which a background sweep drains from the
-//! front; lookups also skip entries past their time, so answers never depend on when the sweep last ran.
+//! Each table keeps one expiry index, ordered by time, with one item per entry; a background sweep drains
+//! it from the front. A re-registration only moves its entry's expiry time forward and leaves the index
+//! alone: the item, still keyed by the earlier time, is moved to the entry's real time when the sweep
+//! reaches it. Items therefore never come after their entry's real expiry, so one sweep removes every
+//! expired entry, and requests pay for the index only when they create an entry, at its newest end.
+//! Lookups skip entries past their time, so answers never depend on when the sweep last ran.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -48,30 +52,6 @@ pub struct Registration<'a> {
     pub hourly_tokens: &'a [Name],
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Kind {
-    Daily,
-    Hourly,
-}
-
-/// Where an entry sits in the expiry index: its expiry time, then a sequence number that makes the key
-/// unique.
-type ExpiryKey = (Millis, u64);
-
-#[derive(Debug)]
-struct Entry {
-    relay_id: Arc<str>,
-    dead_drop: Option<Arc<str>>,
-    expiry: ExpiryKey,
-}
-
-#[derive(Debug)]
-struct ExpiryTarget {
-    kind: Kind,
-    point: Name,
-    peer_id: Name,
-}
-
 /// How long entries live.
 #[derive(Clone, Copy, Debug)]
 pub struct Ttls {
@@ -88,28 +68,197 @@ impl Default for Ttls {
     }
 }
 
+/// The result of one bounded sweep step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swept {
+    /// Entries removed.
+    pub removed: usize,
+    /// Whether every expired entry is gone; if not, call again.
+    pub done: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    relay_id: Arc<str>,
+    dead_drop: Option<Arc<str>>,
+    expires: Millis,
+    /// Set when the entry is created and kept through re-registrations: its item in the expiry index
+    /// carries the same number, so an item left by an entry that was removed and created again is
+    /// recognised as stale.
+    sequence: u64,
+}
+
+impl Entry {
+    fn is_live(&self, now: Millis) -> bool {
+        now < self.expires
+    }
+}
+
+/// Where an item sits in the expiry index: a time no later than its entry's expiry, then the entry's
+/// sequence number.
+type ExpiryKey = (Millis, u64);
+
+/// The entry an expiry item stands for.
+#[derive(Debug)]
+struct ExpiryItem {
+    point: Name,
+    peer_id: Name,
+}
+
+/// The entries of one kind (daily or hourly): point → peer → entry, with their expiry index.
 #[derive(Debug, Default)]
+struct Table {
+    ttl: Millis,
+    points: HashMap<Name, HashMap<Name, Entry>>,
+    expiry: BTreeMap<ExpiryKey, ExpiryItem>,
+    entries: usize,
+}
+
+impl Table {
+    fn new(ttl: Millis) -> Self {
+        Self {
+            ttl,
+            ..Self::default()
+        }
+    }
+
+    /// Live entries of other peers at `point`.
+    fn others_at<'a>(
+        &'a self,
+        point: &Name,
+        peer_id: &'a Name,
+        now: Millis,
+    ) -> impl Iterator<Item = (&'a Name, &'a Entry)> {
+        self.points
+            .get(point)
+            .into_iter()
+            .flatten()
+            .filter(move |(other, entry)| *other != peer_id && entry.is_live(now))
+    }
+
+    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`. `sequence` is used
+    /// only if the entry is new.
+    fn store(
+        &mut self,
+        point: &Name,
+        peer_id: &Name,
+        relay_id: &Arc<str>,
+        dead_drop: Option<Arc<str>>,
+        now: Millis,
+        sequence: u64,
+    ) {
+        let expires = now.saturating_add(self.ttl);
+        if let Some(existing) = self
+            .points
+            .get_mut(point)
+            .and_then(|at_point| at_point.get_mut(peer_id))
+        {
+            existing.relay_id = relay_id.clone();
+            existing.dead_drop = dead_drop;
+            existing.expires = expires;
+            return;
+        }
+        let entry = Entry {
+            relay_id: relay_id.clone(),
+            dead_drop,
+            expires,
+            sequence,
+        };
+        self.points
+            .entry(point.clone())
+            .or_default()
+            .insert(peer_id.clone(), entry);
+        self.entries += 1;
+        self.expiry.insert(
+            (expires, sequence),
+            ExpiryItem {
+                point: point.clone(),
+                peer_id: peer_id.clone(),
+            },
+        );
+    }
+
+    /// Removes an entry now. Its expiry item goes when the sweep reaches it.
+    fn remove(&mut self, point: &str, peer_id: &str) -> bool {
+        let Some(at_point) = self.points.get_mut(point) else {
+            return false;
+        };
+        let removed = at_point.remove(peer_id).is_some();
+        if at_point.is_empty() {
+            self.points.remove(point);
+        }
+        if removed {
+            self.entries -= 1;
+        }
+        removed
+    }
+
+    /// Visits up to `budget` due expiry items: removes the entries that expired, telling `on_removed`
+    /// their point and peer, and moves the items of re-registered entries to their real time. Returns
+    /// whether nothing due is left.
+    fn sweep(
+        &mut self,
+        now: Millis,
+        budget: usize,
+        mut on_removed: impl FnMut(Name, Name),
+    ) -> bool {
+        for _ in 0..budget {
+            let Some(first) = self.expiry.first_entry() else {
+                return true;
+            };
+            if first.key().0 > now {
+                return true;
+            }
+            let ((_, sequence), item) = first.remove_entry();
+            let Some(entry) = self
+                .points
+                .get(&item.point)
+                .and_then(|at_point| at_point.get(&item.peer_id))
+                .filter(|entry| entry.sequence == sequence)
+            else {
+                continue;
+            };
+            if entry.is_live(now) {
+                self.expiry.insert((entry.expires, sequence), item);
+            } else {
+                self.remove(item.point.as_str(), item.peer_id.as_str());
+                on_removed(item.point, item.peer_id);
+            }
+        }
+        self.expiry
+            .first_key_value()
+            .is_none_or(|((due, _), _)| *due > now)
+    }
+}
+
+#[derive(Debug)]
 pub struct RendezvousRegistry {
-    ttls: Ttls,
-    daily: HashMap<Name, HashMap<Name, Entry>>,
-    hourly: HashMap<Name, HashMap<Name, Entry>>,
+    daily: Table,
+    hourly: Table,
     /// The hourly tokens each peer holds, so that a peer's live entries go when its session does.
     hourly_by_peer: HashMap<Name, HashSet<Name>>,
-    expiry: BTreeMap<ExpiryKey, ExpiryTarget>,
     next_sequence: u64,
+    /// Peers already reported in the registration being answered; kept to reuse its allocation.
+    seen: HashSet<Name>,
 }
 
 impl RendezvousRegistry {
     pub fn new(ttls: Ttls) -> Self {
         Self {
-            ttls,
-            ..Self::default()
+            daily: Table::new(ttls.daily),
+            hourly: Table::new(ttls.hourly),
+            hourly_by_peer: HashMap::new(),
+            next_sequence: 0,
+            seen: HashSet::new(),
         }
     }
 
     /// Collects what other peers left at these points and tokens, then stores this peer's entries
     /// (replacing its earlier ones at the same points and tokens). Each other peer appears at most once
     /// in each list, named with the first point or token where it was found.
+    ///
+    /// If `now` went back between calls, entries would still expire correctly for lookups, but the sweep
+    /// might reach some of them late; the server's clock is monotonic.
     pub fn register(&mut self, now: Millis, registration: &Registration<'_>) -> Found {
         let Registration {
             peer_id,
@@ -119,13 +268,11 @@ impl RendezvousRegistry {
         } = *registration;
         let mut found = Found::default();
 
-        let mut seen = HashSet::new();
         for (point, dead_drop) in daily_points {
-            for (other, entry) in self.daily.get(point).into_iter().flatten() {
-                let Some(payload) = &entry.dead_drop else {
-                    continue;
-                };
-                if other != peer_id && entry.expiry.0 > now && seen.insert(other.clone()) {
+            for (other, entry) in self.daily.others_at(point, peer_id, now) {
+                if let Some(payload) = &entry.dead_drop
+                    && self.seen.insert(other.clone())
+                {
                     found.dead_drops.push(DeadDrop {
                         peer_id: other.clone(),
                         dead_drop: payload.clone(),
@@ -134,21 +281,15 @@ impl RendezvousRegistry {
                     });
                 }
             }
-            let expires = now.saturating_add(self.ttls.daily);
-            self.store(
-                Kind::Daily,
-                point,
-                peer_id,
-                relay_id,
-                dead_drop.clone(),
-                expires,
-            );
+            let sequence = self.next_sequence();
+            self.daily
+                .store(point, peer_id, relay_id, dead_drop.clone(), now, sequence);
         }
 
-        seen.clear();
+        self.forget_seen();
         for token in hourly_tokens {
-            for (other, entry) in self.hourly.get(token).into_iter().flatten() {
-                if other != peer_id && entry.expiry.0 > now && seen.insert(other.clone()) {
+            for (other, entry) in self.hourly.others_at(token, peer_id, now) {
+                if self.seen.insert(other.clone()) {
                     found.live_matches.push(LiveMatch {
                         peer_id: other.clone(),
                         relay_id: entry.relay_id.clone(),
@@ -156,123 +297,75 @@ impl RendezvousRegistry {
                     });
                 }
             }
-            let expires = now.saturating_add(self.ttls.hourly);
-            self.store(Kind::Hourly, token, peer_id, relay_id, None, expires);
-            self.hourly_by_peer
-                .entry(peer_id.clone())
-                .or_default()
-                .insert(token.clone());
+            let sequence = self.next_sequence();
+            self.hourly
+                .store(token, peer_id, relay_id, None, now, sequence);
+            match self.hourly_by_peer.get_mut(peer_id) {
+                Some(tokens) => {
+                    if !tokens.contains(token) {
+                        tokens.insert(token.clone());
+                    }
+                }
+                None => {
+                    self.hourly_by_peer
+                        .insert(peer_id.clone(), HashSet::from([token.clone()]));
+                }
+            }
         }
+        self.forget_seen();
         found
+    }
+
+    fn forget_seen(&mut self) {
+        const KEEP_CAPACITY: usize = 1024;
+        self.seen.clear();
+        if self.seen.capacity() > KEEP_CAPACITY {
+            self.seen.shrink_to(KEEP_CAPACITY);
+        }
     }
 
     /// Removes every hourly token of a peer (its session ended: a live match with it would be useless).
     /// Its daily points stay: dead drops are for peers that are offline.
     pub fn remove_hourly(&mut self, peer_id: &str) {
         for token in self.hourly_by_peer.remove(peer_id).into_iter().flatten() {
-            if let Some(entry) = remove_entry(&mut self.hourly, token.as_str(), peer_id) {
-                self.expiry.remove(&entry.expiry);
-            }
+            self.hourly.remove(token.as_str(), peer_id);
         }
     }
 
-    /// Removes up to `budget` entries whose time is past; returns how many it removed. Callers loop while
-    /// it returns `budget`, releasing their lock in between, so one sweep never stalls requests for long.
-    pub fn sweep(&mut self, now: Millis, budget: usize) -> usize {
+    /// Removes expired entries, visiting at most `budget` expiry items so that one call never holds the
+    /// caller's lock for long.
+    pub fn sweep(&mut self, now: Millis, budget: usize) -> Swept {
         let mut removed = 0;
-        while removed < budget {
-            let Some(entry) = self.expiry.first_entry() else {
-                break;
-            };
-            if entry.key().0 > now {
-                break;
-            }
-            let target = entry.remove();
-            match target.kind {
-                Kind::Daily => {
-                    remove_entry(
-                        &mut self.daily,
-                        target.point.as_str(),
-                        target.peer_id.as_str(),
-                    );
-                }
-                Kind::Hourly => {
-                    remove_entry(
-                        &mut self.hourly,
-                        target.point.as_str(),
-                        target.peer_id.as_str(),
-                    );
-                    if let Some(tokens) = self.hourly_by_peer.get_mut(&target.peer_id) {
-                        tokens.remove(&target.point);
-                        if tokens.is_empty() {
-                            self.hourly_by_peer.remove(&target.peer_id);
-                        }
-                    }
-                }
-            }
+        let daily_done = self.daily.sweep(now, budget, |_, _| removed += 1);
+        let hourly_by_peer = &mut self.hourly_by_peer;
+        let hourly_done = self.hourly.sweep(now, budget, |token, peer_id| {
             removed += 1;
+            if let Some(tokens) = hourly_by_peer.get_mut(&peer_id) {
+                tokens.remove(&token);
+                if tokens.is_empty() {
+                    hourly_by_peer.remove(&peer_id);
+                }
+            }
+        });
+        Swept {
+            removed,
+            done: daily_done && hourly_done,
         }
-        removed
     }
 
     /// Stored entries, expired or not, daily and hourly together.
     pub fn len(&self) -> usize {
-        self.expiry.len()
+        self.daily.entries + self.hourly.entries
     }
 
     pub fn is_empty(&self) -> bool {
-        self.expiry.is_empty()
+        self.len() == 0
     }
 
-    fn store(
-        &mut self,
-        kind: Kind,
-        point: &Name,
-        peer_id: &Name,
-        relay_id: &Arc<str>,
-        dead_drop: Option<Arc<str>>,
-        expires: Millis,
-    ) {
-        let expiry = (expires, self.next_sequence);
+    fn next_sequence(&mut self) -> u64 {
         self.next_sequence += 1;
-        let entries = match kind {
-            Kind::Daily => &mut self.daily,
-            Kind::Hourly => &mut self.hourly,
-        };
-        let entry = Entry {
-            relay_id: relay_id.clone(),
-            dead_drop,
-            expiry,
-        };
-        let replaced = entries
-            .entry(point.clone())
-            .or_default()
-            .insert(peer_id.clone(), entry);
-        if let Some(replaced) = replaced {
-            self.expiry.remove(&replaced.expiry);
-        }
-        self.expiry.insert(
-            expiry,
-            ExpiryTarget {
-                kind,
-                point: point.clone(),
-                peer_id: peer_id.clone(),
-            },
-        );
+        self.next_sequence
     }
-}
-
-fn remove_entry(
-    entries: &mut HashMap<Name, HashMap<Name, Entry>>,
-    point: &str,
-    peer_id: &str,
-) -> Option<Entry> {
-    let at_point = entries.get_mut(point)?;
-    let entry = at_point.remove(peer_id);
-    if at_point.is_empty() {
-        entries.remove(point);
-    }
-    entry
 }
 
 #[cfg(test)]
@@ -435,7 +528,7 @@ mod tests {
         let carol = Peer::new("carol", "rc");
         let found = carol.daily(&mut registry, START + 48 * HOUR, &[("d1", None)]);
         assert!(found.dead_drops.is_empty(), "expired even before any sweep");
-        assert_eq!(registry.sweep(START + 48 * HOUR, usize::MAX), 1);
+        assert_eq!(registry.sweep(START + 48 * HOUR, usize::MAX).removed, 1);
     }
 
     #[test]
@@ -472,11 +565,40 @@ mod tests {
         Peer::new("daily", "").daily(&mut registry, START, &[("d", Some("x"))]);
         assert_eq!(registry.len(), 6);
         let later = START + 3 * HOUR + 2;
-        assert_eq!(registry.sweep(later, 2), 2);
-        assert_eq!(registry.sweep(later, 10), 1);
+        assert_eq!(
+            registry.sweep(later, 2),
+            Swept {
+                removed: 2,
+                done: false
+            }
+        );
+        assert_eq!(
+            registry.sweep(later, 10),
+            Swept {
+                removed: 1,
+                done: true
+            }
+        );
         assert_eq!(registry.len(), 3);
-        assert_eq!(registry.sweep(START + 48 * HOUR, 10), 3);
+        assert_eq!(registry.sweep(START + 48 * HOUR, 10).removed, 3);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn re_registrations_keep_one_expiry_item_per_entry() {
+        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let alice = Peer::new("alice", "ra");
+        for i in 0..100_000 {
+            alice.hourly(&mut registry, START + i, &["t1", "t2"]);
+        }
+        assert_eq!(registry.len(), 2);
+        assert_eq!(registry.hourly.expiry.len(), 2);
+        // The live entries still expire at their latest time, not at a stale one.
+        let bob = Peer::new("bob", "rb");
+        let found = bob.hourly(&mut registry, START + 99_999 + 3 * HOUR - 1, &["t1"]);
+        assert_eq!(found.live_matches.len(), 1);
+        registry.sweep(START + 99_999 + 3 * HOUR, usize::MAX);
+        assert_eq!(registry.len(), 1, "only bob's token is left");
     }
 
     #[test]

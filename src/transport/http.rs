@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -109,7 +111,10 @@ fn route(
     context: &Arc<TransportContext>,
 ) -> HttpResponse {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/health") => json(StatusCode::OK, &context.health()),
+        // hyper leaves the body out of HEAD answers by itself.
+        (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, &context.health()),
+        (&Method::OPTIONS, "/health") => cors_preflight(),
+        (_, "/health") => plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => websocket::upgrade(request, peer, context),
     }
 }
@@ -120,6 +125,17 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
         .header(CONTENT_TYPE, "application/json")
         .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
         .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+/// The answer to a CORS preflight: any origin may read the HTTP routes.
+fn cors_preflight() -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+        .header(ACCESS_CONTROL_MAX_AGE, "86400")
+        .body(Full::default())
         .expect("a valid response")
 }
 

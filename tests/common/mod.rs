@@ -83,9 +83,14 @@ impl Drop for TestServer {
 
 /// A minimal HTTP/1.1 GET, returning the whole response as text.
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, "GET", path).await
+}
+
+/// A minimal HTTP/1.1 request without a body, returning the whole response as text.
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))

@@ -1,0 +1,92 @@
+//! WebSocket over TLS (wss://) with a configured PEM certificate and key.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{PATIENCE, TestServer, test_config};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A fresh self-signed certificate for 127.0.0.1, written as PEM files in a per-test directory.
+fn write_certificate(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    std::fs::create_dir_all(dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    certified
+}
+
+async fn next_text<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wss_serves_sessions_with_the_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("zajel-wss-test-{}", std::process::id()));
+    let certified = write_certificate(&dir);
+    let config = zajel_signal::Config {
+        ws_tls: true,
+        tls_cert: dir.join("cert.pem"),
+        tls_key: dir.join("key.pem"),
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+
+    let mut roots = RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let client_config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(client_config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the configured certificate");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{}/", server.addr), tls)
+        .await
+        .expect("WebSocket handshake over TLS");
+
+    assert_eq!(next_text(&mut ws).await["type"], "server_info");
+    ws.send(Message::text(
+        json!({"type": "ping", "requestId": 1}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let reply = next_text(&mut ws).await;
+    assert_eq!(reply, json!({"type": "pong", "requestId": 1}));
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_missing_certificate_is_a_clear_start_up_error() {
+    let config = zajel_signal::Config {
+        ws_tls: true,
+        tls_cert: "/nonexistent/cert.pem".into(),
+        tls_key: "/nonexistent/key.pem".into(),
+        ..test_config()
+    };
+    let error = zajel_signal::Server::bind(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("/nonexistent/cert.pem"),
+        "{error}"
+    );
+}
