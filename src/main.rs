@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -9,6 +10,7 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let config = match Config::load() {
         Ok(config) => config,
@@ -17,6 +19,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_open_file_limit();
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(err) => {
@@ -54,3 +57,26 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
 }
+
+/// Every session holds a socket: allow as many open files as the hard limit permits.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+        tracing::info!(open_files = limit.rlim_cur, "open-file limit");
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
