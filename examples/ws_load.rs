@@ -1,0 +1,220 @@
+//! Load generator for a running server: throughput, latency and server cost per request and per session.
+//!
+//!     cargo run --release --example ws_load -- --addr 127.0.0.1:8080 --server-pid <PID> \
+//!         --sessions 1000 --requests 200 --workload rendezvous --encoding cbor
+//!
+//! Every session runs a closed loop (send, wait for the reply, repeat). With `--server-pid` it also
+//! reports the server's resident memory per connected session and its CPU time per request, read from
+//! /proc: on a 2-core machine the load generator competes with the server for CPU, so CPU time per
+//! request compares runs better than requests per second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{Barrier, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+#[derive(Parser)]
+struct Args {
+    /// The server's WebSocket address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Requests per session, after its first registration.
+    #[arg(long, default_value_t = 100)]
+    requests: usize,
+    #[arg(long, value_enum, default_value_t = Workload::Rendezvous)]
+    workload: Workload,
+    #[arg(long, value_enum, default_value_t = WireEncoding::Json)]
+    encoding: WireEncoding,
+    /// The server's process id, to read its memory and CPU time.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Workload {
+    /// `ping` → `pong`: the transport and codec alone.
+    Ping,
+    /// `register_rendezvous` with 3 daily points (with a dead drop) and 3 hourly tokens, each shared
+    /// with one partner session.
+    Rendezvous,
+    /// `get_relays` for 10 relays.
+    Relays,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WireEncoding {
+    Json,
+    Cbor,
+}
+
+type Socket = WebSocketStream<TcpStream>;
+
+fn encode(value: &Value, encoding: WireEncoding) -> Message {
+    match encoding {
+        WireEncoding::Json => Message::text(value.to_string()),
+        WireEncoding::Cbor => {
+            let mut bytes = Vec::new();
+            ciborium::into_writer(value, &mut bytes).expect("encodes");
+            Message::binary(bytes)
+        }
+    }
+}
+
+fn decode(message: Message) -> Value {
+    match message {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        Message::Binary(bytes) => {
+            let value: ciborium::Value = ciborium::from_reader(&bytes[..]).expect("CBOR");
+            value.deserialized().expect("JSON data model")
+        }
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+async fn round_trip(ws: &mut Socket, request: &Value, encoding: WireEncoding) -> Value {
+    ws.send(encode(request, encoding)).await.expect("send");
+    loop {
+        let reply = decode(ws.next().await.expect("open").expect("frame"));
+        // Pushes (rendezvous matches) may arrive between replies; only the reply ends the round trip.
+        if reply.get("requestId").is_some() {
+            return reply;
+        }
+    }
+}
+
+fn request(workload: Workload, session: usize, n: usize) -> Value {
+    let me = format!("load-{session}");
+    match workload {
+        Workload::Ping => json!({"type": "ping", "requestId": n}),
+        Workload::Relays => {
+            json!({"type": "get_relays", "peerId": me, "count": 10, "requestId": n})
+        }
+        Workload::Rendezvous => {
+            // Each pair of sessions shares its points, as two friends do: replies carry the
+            // partner's match and dead drops, and the partner is pushed a match.
+            let point = |k: usize| format!("p{}-{}", session / 2, k);
+            json!({"type": "register_rendezvous", "peerId": me, "requestId": n,
+                   "dailyPoints": [point(0), point(1), point(2)],
+                   "deadDrop": "c2VhbGVkIGRlYWQgZHJvcCBmb3IgYSBmcmllbmQ=",
+                   "hourlyTokens": [point(3), point(4), point(5)],
+                   "relayId": format!("relay-{}", session % 100)})
+        }
+    }
+}
+
+/// Resident memory (KiB) and CPU time (clock ticks) of a process, from /proc.
+fn process_usage(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let rss = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    (rss, ticks)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let usage = || args.server_pid.map(process_usage);
+    let before_connect = usage();
+
+    let handshakes = Arc::new(Semaphore::new(128));
+    let connected = Arc::new(Barrier::new(args.sessions + 1));
+    let start_line = Arc::new(Barrier::new(args.sessions + 1));
+    let mut tasks = Vec::with_capacity(args.sessions);
+    for session in 0..args.sessions {
+        let (addr, workload, encoding, requests) = (
+            args.addr.clone(),
+            args.workload,
+            args.encoding,
+            args.requests,
+        );
+        let (handshakes, connected, start_line) =
+            (handshakes.clone(), connected.clone(), start_line.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = handshakes.acquire().await.unwrap();
+            let stream = TcpStream::connect(&addr).await.expect("connect");
+            stream.set_nodelay(true).ok();
+            let (mut ws, _) = client_async(format!("ws://{addr}/"), stream)
+                .await
+                .expect("handshake");
+            drop(permit);
+            decode(ws.next().await.unwrap().unwrap());
+            if matches!(workload, Workload::Relays) {
+                let register = json!({"type": "register", "peerId": format!("load-{session}"),
+                                      "maxConnections": 100, "requestId": 0});
+                round_trip(&mut ws, &register, encoding).await;
+            }
+            connected.wait().await;
+            start_line.wait().await;
+            let mut latencies = Vec::with_capacity(requests);
+            for n in 1..=requests {
+                let message = request(workload, session, n);
+                let sent = Instant::now();
+                let reply = round_trip(&mut ws, &message, encoding).await;
+                latencies.push(sent.elapsed());
+                assert_ne!(reply["type"], "error", "{reply}");
+            }
+            ws.close(None).await.ok();
+            latencies
+        }));
+    }
+    connected.wait().await;
+    let after_connect = usage();
+    let started = Instant::now();
+    start_line.wait().await;
+    let mut latencies = Vec::with_capacity(args.sessions * args.requests);
+    for task in tasks {
+        latencies.extend(task.await.expect("session task"));
+    }
+    let elapsed = started.elapsed();
+    let after_run = usage();
+
+    latencies.sort();
+    let total = latencies.len();
+    println!(
+        "{total} requests over {} sessions in {:.2} s: {:.0} requests/s",
+        args.sessions,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "latency: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies[total - 1]
+    );
+    if let (Some((rss_idle, _)), Some((rss_connected, ticks_before)), Some((_, ticks_after))) =
+        (before_connect, after_connect, after_run)
+    {
+        // SAFETY: sysconf only reads a configuration value.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let cpu_seconds = (ticks_after - ticks_before) as f64 / ticks_per_second;
+        println!(
+            "server: {} bytes resident per connected session; {:.1} µs CPU per request",
+            rss_connected.saturating_sub(rss_idle) * 1024 / args.sessions as u64,
+            cpu_seconds * 1e6 / total as f64
+        );
+    }
+}
