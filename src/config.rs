@@ -91,6 +91,15 @@ pub struct Config {
     /// Most concurrent sessions from one IP address.
     #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
     pub max_sessions_per_ip: usize,
+
+    /// Most rendezvous entries (daily and hourly together) held at once; past it registrations are
+    /// refused until entries expire.
+    #[arg(
+        long,
+        env = "ZAJEL_MAX_RENDEZVOUS_ENTRIES",
+        default_value_t = 5_000_000
+    )]
+    pub max_rendezvous_entries: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +226,11 @@ impl Config {
             "max_sessions_per_ip",
             self.max_sessions_per_ip >= 1,
             "must be at least 1",
+        )?;
+        check(
+            "max_rendezvous_entries",
+            self.max_rendezvous_entries >= self.max_list_entries * 2,
+            "must hold at least one full registration (2 x max_list_entries)",
         )?;
         Ok(())
     }

@@ -28,6 +28,7 @@ pub struct Settings {
     pub push_queue: usize,
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
+    pub max_rendezvous_entries: usize,
 }
 
 impl Settings {
@@ -47,6 +48,7 @@ impl Settings {
             push_queue: config.push_queue,
             max_sessions: config.max_sessions,
             max_sessions_per_ip: config.max_sessions_per_ip,
+            max_rendezvous_entries: config.max_rendezvous_entries,
         }
     }
 }

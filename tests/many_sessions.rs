@@ -1,15 +1,14 @@
 //! Ten thousand concurrent WebSocket sessions against the real server binary, each finding its partner by
 //! an hourly token. The server runs as its own process so that each side has its own open-file limit.
 
-use std::process::Stdio;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::client_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,39 +38,22 @@ fn ensure_open_file_limit(needed: u64) {
 }
 
 struct ServerProcess {
-    child: Child,
+    child: tokio::process::Child,
     addr: String,
 }
 
 impl ServerProcess {
     async fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
-            .args([
-                "--ws-listen",
-                "127.0.0.1:0",
-                "--max-sessions-per-ip",
-                "20000",
-                "--server-id",
-                "many-sessions",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the server binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(PATIENCE, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    return rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server listens in time");
-        // Keep reading its log so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let args = [
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--max-sessions-per-ip",
+            "20000",
+            "--server-id",
+            "many-sessions",
+        ]
+        .map(std::ffi::OsStr::new);
+        let (child, addr) = common::spawn_server_binary(&args, &[]).await;
         Self { child, addr }
     }
 

@@ -386,6 +386,32 @@ fn sessions_beyond_the_limits_are_refused() {
 }
 
 #[test]
+fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
+    let fixture = Fixture::with_config(Config {
+        max_list_entries: 2,
+        max_rendezvous_entries: 4,
+        ..Config::default()
+    });
+    let session = fixture.open();
+    let reply = session.request(json!({"type": "register_rendezvous", "peerId": "a",
+                                       "dailyPoints": ["d1", "d2"], "hourlyTokens": ["h1"]}));
+    assert_eq!(reply["type"], "rendezvous_result");
+    let reply = session.request(json!({"type": "register_rendezvous", "peerId": "a",
+                                       "dailyPoints": ["d3", "d4"], "requestId": 9}));
+    assert_eq!(reply["code"], "over_capacity");
+    assert_eq!(reply["requestId"], 9);
+    fixture.clock.advance(Duration::from_secs(3 * 3600));
+    fixture.hub.sweep_expired();
+    let reply = session
+        .request(json!({"type": "register_rendezvous", "peerId": "a", "hourlyTokens": ["h2"]}));
+    assert_eq!(
+        reply["type"], "rendezvous_result",
+        "room again once entries expire"
+    );
+    assert_eq!(session.request(json!({"type": "ping"}))["type"], "pong");
+}
+
+#[test]
 fn ping_and_request_ids() {
     let fixture = Fixture::new();
     let session = fixture.open();

@@ -72,6 +72,8 @@ pub enum Failure {
     PeerIdTaken,
     #[error("pairing code already in use")]
     CodeCollision,
+    #[error("the rendezvous registry is full; try again later")]
+    RegistryFull,
 }
 
 impl Failure {
@@ -84,6 +86,7 @@ impl Failure {
             Self::NotRegistered => ErrorCode::NotRegistered,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
+            Self::RegistryFull => ErrorCode::OverCapacity,
             Self::CodeCollision => {
                 return ServerMessage::CodeCollision {
                     message: "Pairing code already in use",

@@ -26,6 +26,11 @@ impl Session {
         }
         drop(identity);
 
+        // Counting every point as new is conservative (re-registrations replace), and O(1).
+        let adding = request.daily_points.len() + request.hourly_tokens.len();
+        if state.rendezvous.len() + adding > self.hub.settings().max_rendezvous_entries {
+            return Err(Failure::RegistryFull);
+        }
         let found = state.rendezvous.register(
             self.hub.now(),
             &Registration {

@@ -1,0 +1,59 @@
+//! The server binary's configuration: a TOML file, environment variables and flags, in that order of
+//! precedence, as a client sees them in `server_info`.
+
+mod common;
+
+use common::{Client, spawn_server_binary};
+use serde_json::json;
+use tokio::process::Command;
+
+#[tokio::test]
+async fn flags_beat_environment_which_beats_the_file() {
+    let dir = std::env::temp_dir().join(format!("zajel-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("zajel.toml");
+    std::fs::write(
+        &file,
+        r#"
+            ws_listen = "127.0.0.1:0"
+            server_id = "from-file"
+            region = "from-file"
+            endpoint = "from-file"
+        "#,
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_server_binary(
+        &[
+            "--config".as_ref(),
+            file.as_os_str(),
+            "--endpoint".as_ref(),
+            "from-flag".as_ref(),
+        ],
+        &[
+            ("ZAJEL_SERVER_ID", "from-env"),
+            ("ZAJEL_ENDPOINT", "from-env"),
+        ],
+    )
+    .await;
+
+    let mut client = Client::connect_raw(addr.parse().unwrap()).await;
+    assert_eq!(
+        client.recv_text().await,
+        json!({"type": "server_info", "serverId": "from-env", "endpoint": "from-flag",
+               "region": "from-file"})
+    );
+    child.kill().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_binary_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
+        .args(["--ws-listen", "127.0.0.1:0", "--max-message-size", "10"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_message_size"), "{stderr}");
+}
