@@ -320,6 +320,32 @@ async fn oversized_messages_get_too_large_and_close_1009() {
 }
 
 #[tokio::test]
+async fn too_large_is_answered_in_the_encoding_of_the_refused_message() {
+    let config = zajel_signal::Config {
+        max_message_size: 4096,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let oversized = json!({"type": "ping", "padding": "x".repeat(5000)});
+
+    // A CBOR message on a session that has only spoken JSON so far.
+    let mut client = server.connect().await;
+    client.request(json!({"type": "ping"})).await;
+    client.send_cbor(&oversized).await;
+    assert_eq!(client.recv_binary().await["code"], "too_large");
+    assert_eq!(client.closed().await, Some(1009));
+
+    // A JSON message on a session that has only spoken CBOR.
+    let mut client = server.connect().await;
+    client.send_cbor(&json!({"type": "ping"})).await;
+    client.recv_binary().await;
+    client.send_json(&oversized).await;
+    assert_eq!(client.recv_text().await["code"], "too_large");
+    assert_eq!(client.closed().await, Some(1009));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn sessions_over_the_per_address_limit_get_over_capacity_and_close_1013() {
     let config = zajel_signal::Config {
         max_sessions_per_ip: 2,

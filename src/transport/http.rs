@@ -10,7 +10,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONNECTION,
+    CONTENT_TYPE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -119,11 +120,14 @@ fn route(
     }
 }
 
+/// Answers to the HTTP routes close their connection (`Connection: close`): they are for probes and
+/// browsers fetching one value, and an idle keep-alive connection would only hold a socket.
 pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
         .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(CONNECTION, "close")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a valid response")
 }
@@ -135,6 +139,7 @@ fn cors_preflight() -> HttpResponse {
         .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
         .header(ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
         .header(ACCESS_CONTROL_MAX_AGE, "86400")
+        .header(CONNECTION, "close")
         .body(Full::default())
         .expect("a valid response")
 }
@@ -143,6 +148,7 @@ pub fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(CONNECTION, "close")
         .body(Full::new(Bytes::from_static(text.as_bytes())))
         .expect("a valid response")
 }

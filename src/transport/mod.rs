@@ -2,6 +2,7 @@
 //! know nothing of registries.
 
 pub mod http;
+pub mod message_kind;
 pub mod websocket;
 
 use std::time::Duration;

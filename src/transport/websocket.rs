@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use super::TransportContext;
 use super::http::{HttpResponse, plain};
+use super::message_kind::MessageKindTracker;
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
 use crate::session::Session;
@@ -74,7 +75,7 @@ pub fn upgrade(
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let stream = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
+                        MessageKindTracker::new(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(websocket_config(context.max_message_size)),
                     )
@@ -138,8 +139,11 @@ struct Connection<S> {
 }
 
 /// Serves one WebSocket session from open to close.
-pub async fn run_session<S>(stream: WebSocketStream<S>, ip: IpAddr, context: &TransportContext)
-where
+pub async fn run_session<S>(
+    stream: WebSocketStream<MessageKindTracker<S>>,
+    ip: IpAddr,
+    context: &TransportContext,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut connection = Connection {
@@ -166,6 +170,10 @@ where
     debug!(session = session.id(), ?ending, "WebSocket session ending");
     match ending {
         Ending::TooLarge => {
+            // The refusal goes out in the encoding of the message refused, known from its first frame.
+            if let Some(encoding) = connection.stream.get_ref().latest_message_encoding() {
+                connection.encoding = encoding;
+            }
             let refusal = ServerMessage::error(
                 ErrorCode::TooLarge,
                 format!("messages are limited to {} bytes", context.max_message_size),
