@@ -100,6 +100,14 @@ pub struct Config {
         default_value_t = 5_000_000
     )]
     pub max_rendezvous_entries: usize,
+
+    /// Most entries in each of `liveMatches` and `deadDrops` of one reply.
+    #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
+    pub max_rendezvous_results: usize,
+
+    /// Most peers at one daily point or hourly token; a newcomer replaces the entry closest to expiry.
+    #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
+    pub max_peers_per_point: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +234,16 @@ impl Config {
             "max_sessions_per_ip",
             self.max_sessions_per_ip >= 1,
             "must be at least 1",
+        )?;
+        check(
+            "max_rendezvous_results",
+            (1..=10_000).contains(&self.max_rendezvous_results),
+            "must be 1 to 10000",
+        )?;
+        check(
+            "max_peers_per_point",
+            (2..=1_000_000).contains(&self.max_peers_per_point),
+            "must be 2 to 1000000",
         )?;
         check(
             "max_rendezvous_entries",

@@ -5,15 +5,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::clock::{Clock, Millis};
+use crate::clock::{Clock, Millis, duration_millis};
 use crate::config::Config;
 use crate::directory::{Directory, SessionId};
 use crate::protocol::RequestLimits;
-use crate::registry::{RelayRegistry, RendezvousRegistry, Ttls};
+use crate::registry::{Bounds, RelayRegistry, RendezvousRegistry, Swept, Ttls};
 
 /// Entries removed per lock acquisition while sweeping, so that requests wait at most one small batch.
 const SWEEP_BATCH: usize = 4096;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
     pub max_rendezvous_entries: usize,
+    pub ttls: Ttls,
+    pub bounds: Bounds,
 }
 
 impl Settings {
@@ -49,6 +52,14 @@ impl Settings {
             max_sessions: config.max_sessions,
             max_sessions_per_ip: config.max_sessions_per_ip,
             max_rendezvous_entries: config.max_rendezvous_entries,
+            ttls: Ttls {
+                daily: duration_millis(Duration::from_secs(config.daily_ttl_secs)),
+                hourly: duration_millis(Duration::from_secs(config.hourly_ttl_secs)),
+            },
+            bounds: Bounds {
+                max_results: config.max_rendezvous_results,
+                max_peers_per_point: config.max_peers_per_point,
+            },
         }
     }
 }
@@ -103,19 +114,20 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(settings: Settings, ttls: Ttls, clock: Arc<dyn Clock>) -> Self {
-        Self::with_rng(settings, ttls, clock, SmallRng::from_os_rng())
+    pub fn new(settings: Settings, clock: Arc<dyn Clock>) -> Self {
+        Self::with_rng(settings, clock, SmallRng::from_os_rng())
     }
 
     /// A hub whose relay shuffling follows `rng`: tests seed it to be deterministic.
-    pub fn with_rng(settings: Settings, ttls: Ttls, clock: Arc<dyn Clock>, rng: SmallRng) -> Self {
+    pub fn with_rng(settings: Settings, clock: Arc<dyn Clock>, rng: SmallRng) -> Self {
+        let rendezvous = RendezvousRegistry::new(settings.ttls, settings.bounds);
         Self(Arc::new(Inner {
             settings,
             clock,
             state: Mutex::new(State {
                 directory: Directory::default(),
                 relays: RelayRegistry::new(),
-                rendezvous: RendezvousRegistry::new(ttls),
+                rendezvous,
                 rng,
             }),
             sessions: Mutex::new(SessionCount::default()),
@@ -167,17 +179,11 @@ impl Hub {
             .total
     }
 
-    /// Removes every rendezvous entry whose time has passed, one small batch per lock acquisition.
-    pub fn sweep_expired(&self) -> usize {
+    /// Removes up to one batch of rendezvous entries whose time has passed, under one short hold of the
+    /// lock. Call again while it reports it is not done.
+    pub fn sweep_expired_batch(&self) -> Swept {
         let now = self.now();
-        let mut removed = 0;
-        loop {
-            let swept = self.state().rendezvous.sweep(now, SWEEP_BATCH);
-            removed += swept.removed;
-            if swept.done {
-                return removed;
-            }
-        }
+        self.state().rendezvous.sweep(now, SWEEP_BATCH)
     }
 }
 

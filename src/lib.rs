@@ -28,9 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use hub::Hub;
 
-use clock::duration_millis;
 use hub::Settings;
-use registry::Ttls;
 use transport::TransportContext;
 
 /// How long shutdown waits for sessions to finish their closing handshakes.
@@ -81,11 +79,7 @@ impl Server {
                 addr: config.ws_listen,
                 source,
             })?;
-        let ttls = Ttls {
-            daily: duration_millis(Duration::from_secs(config.daily_ttl_secs)),
-            hourly: duration_millis(Duration::from_secs(config.hourly_ttl_secs)),
-        };
-        let hub = Hub::new(Settings::from_config(&config), ttls, clock);
+        let hub = Hub::new(Settings::from_config(&config), clock);
         let context = Arc::new(TransportContext {
             hub,
             max_message_size: config.max_message_size,
@@ -157,7 +151,16 @@ async fn sweep_expired(hub: Hub, every: Duration, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {
-                let removed = hub.sweep_expired();
+                let mut removed = 0;
+                loop {
+                    let swept = hub.sweep_expired_batch();
+                    removed += swept.removed;
+                    if swept.done {
+                        break;
+                    }
+                    // Let sessions run between batches.
+                    tokio::task::yield_now().await;
+                }
                 if removed > 0 {
                     tracing::debug!(removed, "swept expired rendezvous entries");
                 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use zajel_signal::clock::Millis;
 use zajel_signal::protocol::Name;
-use zajel_signal::registry::{DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Ttls};
+use zajel_signal::registry::{
+    Bounds, DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Ttls,
+};
 
 const TTLS: Ttls = Ttls {
     daily: 48 * 3600 * 1000,
@@ -175,7 +177,7 @@ proptest! {
 
     #[test]
     fn registry_answers_like_the_model(ops in prop::collection::vec(op(), 1..60)) {
-        let mut registry = RendezvousRegistry::new(TTLS);
+        let mut registry = RendezvousRegistry::new(TTLS, Bounds::default());
         let mut model = Model::default();
         let mut now: Millis = 1_700_000_000_000;
         for op in ops {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use zajel_signal::hub::{Hub, OverCapacity, Settings};
 use zajel_signal::protocol::codec::{Encoding, decode, encode};
 use zajel_signal::protocol::{RequestId, ServerMessage};
-use zajel_signal::registry::Ttls;
+use zajel_signal::registry::Swept;
 use zajel_signal::session::Session;
 use zajel_signal::session::push::PushReceiver;
 use zajel_signal::{Config, ManualClock};
@@ -35,7 +35,6 @@ impl Fixture {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let hub = Hub::with_rng(
             Settings::from_config(&config),
-            Ttls::default(),
             clock.clone(),
             SmallRng::seed_from_u64(1),
         );
@@ -222,8 +221,11 @@ fn hourly_matches_expire_with_the_clock() {
         bob.request(json!({"type": "register_rendezvous", "peerId": "bob", "hourlyTokens": ["h"]}));
     assert_eq!(reply["liveMatches"], json!([]));
     assert_eq!(
-        fixture.hub.sweep_expired(),
-        1,
+        fixture.hub.sweep_expired_batch(),
+        Swept {
+            removed: 1,
+            done: true
+        },
         "alice's expired token is swept"
     );
 }
@@ -401,7 +403,7 @@ fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
     assert_eq!(reply["code"], "over_capacity");
     assert_eq!(reply["requestId"], 9);
     fixture.clock.advance(Duration::from_secs(3 * 3600));
-    fixture.hub.sweep_expired();
+    assert!(fixture.hub.sweep_expired_batch().done);
     let reply = session
         .request(json!({"type": "register_rendezvous", "peerId": "a", "hourlyTokens": ["h2"]}));
     assert_eq!(

@@ -73,14 +73,15 @@ impl Reader<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, Malformed> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
-        }
         let header = self.pull()?;
         self.value_after(header, depth)
     }
 
+    /// Every item, however it was reached, passes here: the one place the nesting depth is checked.
     fn value_after(&mut self, header: Header, depth: usize) -> Result<Value, Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
         Ok(match header {
             Header::Positive(n) => Value::from(n),
             Header::Negative(n) => match i64::try_from(n) {
@@ -313,9 +314,13 @@ mod tests {
         ] {
             assert!(read_map(bytes).is_err(), "{bytes:?}");
         }
-        let mut deep = vec![0xa1, 0x61, b'x'];
-        deep.extend(std::iter::repeat_n(0x81, 200));
-        deep.push(0x00);
-        assert!(read_map(&deep).is_err());
+        // Nesting through definite arrays, indefinite arrays, maps and non-text keys alike.
+        for opener in [&[0x81][..], &[0x9f], &[0xbf, 0x61, b'k'], &[0xa1]] {
+            let mut deep = vec![0xa1, 0x61, b'x'];
+            for _ in 0..100_000 {
+                deep.extend_from_slice(opener);
+            }
+            assert!(read_map(&deep).is_err(), "{opener:?}");
+        }
     }
 }

@@ -5,4 +5,6 @@ pub mod relays;
 pub mod rendezvous;
 
 pub use relays::{RelayInfo, RelayRegistry};
-pub use rendezvous::{DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Swept, Ttls};
+pub use rendezvous::{
+    Bounds, DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Swept, Ttls,
+};

@@ -82,15 +82,20 @@ struct Entry {
     relay_id: Arc<str>,
     dead_drop: Option<Arc<str>>,
     expires: Millis,
-    /// Set when the entry is created and kept through re-registrations: its item in the expiry index
-    /// carries the same number, so an item left by an entry that was removed and created again is
-    /// recognised as stale.
+    /// Set when the entry is created and kept through re-registrations; with `indexed_at` it is the
+    /// key of the entry's one item in the expiry index.
     sequence: u64,
+    /// The time under which the entry's expiry item is filed: no later than `expires`.
+    indexed_at: Millis,
 }
 
 impl Entry {
     fn is_live(&self, now: Millis) -> bool {
         now < self.expires
+    }
+
+    fn expiry_key(&self) -> ExpiryKey {
+        (self.indexed_at, self.sequence)
     }
 }
 
@@ -111,7 +116,6 @@ struct Table {
     ttl: Millis,
     points: HashMap<Name, HashMap<Name, Entry>>,
     expiry: BTreeMap<ExpiryKey, ExpiryItem>,
-    entries: usize,
 }
 
 impl Table {
@@ -120,6 +124,10 @@ impl Table {
             ttl,
             ..Self::default()
         }
+    }
+
+    fn len(&self) -> usize {
+        self.expiry.len()
     }
 
     /// Live entries of other peers at `point`.
@@ -137,7 +145,9 @@ impl Table {
     }
 
     /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`. `sequence` is used
-    /// only if the entry is new.
+    /// only if the entry is new. A new entry at a point already holding `max_peers` entries takes the
+    /// place of the one closest to expiry; that peer is returned.
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         point: &Name,
@@ -146,56 +156,69 @@ impl Table {
         dead_drop: Option<Arc<str>>,
         now: Millis,
         sequence: u64,
-    ) {
+        max_peers: usize,
+    ) -> Option<Name> {
         let expires = now.saturating_add(self.ttl);
-        if let Some(existing) = self
-            .points
-            .get_mut(point)
-            .and_then(|at_point| at_point.get_mut(peer_id))
-        {
+        let at_point = self.points.get_mut(point);
+        if let Some(existing) = at_point.and_then(|at_point| at_point.get_mut(peer_id)) {
             existing.relay_id = relay_id.clone();
             existing.dead_drop = dead_drop;
             existing.expires = expires;
-            return;
+            return None;
         }
+        let evicted = self.evict_if_full(point, max_peers);
         let entry = Entry {
             relay_id: relay_id.clone(),
             dead_drop,
             expires,
             sequence,
+            indexed_at: expires,
         };
-        self.points
-            .entry(point.clone())
-            .or_default()
-            .insert(peer_id.clone(), entry);
-        self.entries += 1;
         self.expiry.insert(
-            (expires, sequence),
+            entry.expiry_key(),
             ExpiryItem {
                 point: point.clone(),
                 peer_id: peer_id.clone(),
             },
         );
+        self.points
+            .entry(point.clone())
+            .or_default()
+            .insert(peer_id.clone(), entry);
+        evicted
     }
 
-    /// Removes an entry now. Its expiry item goes when the sweep reaches it.
-    fn remove(&mut self, point: &str, peer_id: &str) -> bool {
-        let Some(at_point) = self.points.get_mut(point) else {
-            return false;
-        };
-        let removed = at_point.remove(peer_id).is_some();
+    fn evict_if_full(&mut self, point: &Name, max_peers: usize) -> Option<Name> {
+        let at_point = self.points.get(point)?;
+        if at_point.len() < max_peers {
+            return None;
+        }
+        let (oldest, _) = at_point.iter().min_by_key(|(_, entry)| entry.expires)?;
+        let oldest = oldest.clone();
+        self.remove(point.as_str(), oldest.as_str());
+        Some(oldest)
+    }
+
+    /// Removes an entry and its expiry item.
+    fn remove(&mut self, point: &str, peer_id: &str) {
+        if let Some(entry) = self.remove_entry(point, peer_id) {
+            self.expiry.remove(&entry.expiry_key());
+        }
+    }
+
+    /// Removes an entry from the point maps only.
+    fn remove_entry(&mut self, point: &str, peer_id: &str) -> Option<Entry> {
+        let at_point = self.points.get_mut(point)?;
+        let removed = at_point.remove(peer_id);
         if at_point.is_empty() {
             self.points.remove(point);
-        }
-        if removed {
-            self.entries -= 1;
         }
         removed
     }
 
     /// Visits up to `budget` due expiry items: removes the entries that expired, telling `on_removed`
-    /// their point and peer, and moves the items of re-registered entries to their real time. Returns
-    /// whether nothing due is left.
+    /// their point and peer, and refiles the items of re-registered entries under their real time.
+    /// Returns whether nothing due is left.
     fn sweep(
         &mut self,
         now: Millis,
@@ -209,19 +232,20 @@ impl Table {
             if first.key().0 > now {
                 return true;
             }
-            let ((_, sequence), item) = first.remove_entry();
+            let (_, item) = first.remove_entry();
             let Some(entry) = self
                 .points
-                .get(&item.point)
-                .and_then(|at_point| at_point.get(&item.peer_id))
-                .filter(|entry| entry.sequence == sequence)
+                .get_mut(&item.point)
+                .and_then(|at_point| at_point.get_mut(&item.peer_id))
             else {
+                debug_assert!(false, "every expiry item stands for an entry");
                 continue;
             };
             if entry.is_live(now) {
-                self.expiry.insert((entry.expires, sequence), item);
+                entry.indexed_at = entry.expires;
+                self.expiry.insert(entry.expiry_key(), item);
             } else {
-                self.remove(item.point.as_str(), item.peer_id.as_str());
+                self.remove_entry(item.point.as_str(), item.peer_id.as_str());
                 on_removed(item.point, item.peer_id);
             }
         }
@@ -231,8 +255,28 @@ impl Table {
     }
 }
 
+/// Bounds that keep one registration's cost and reply size in check, whatever clients do.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Entries in each of `liveMatches` and `deadDrops` of one reply.
+    pub max_results: usize,
+    /// Peers at one daily point, and at one hourly token; a newcomer takes the place of the entry
+    /// closest to expiry.
+    pub max_peers_per_point: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            max_results: 100,
+            max_peers_per_point: 1000,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RendezvousRegistry {
+    bounds: Bounds,
     daily: Table,
     hourly: Table,
     /// The hourly tokens each peer holds, so that a peer's live entries go when its session does.
@@ -243,8 +287,9 @@ pub struct RendezvousRegistry {
 }
 
 impl RendezvousRegistry {
-    pub fn new(ttls: Ttls) -> Self {
+    pub fn new(ttls: Ttls, bounds: Bounds) -> Self {
         Self {
+            bounds,
             daily: Table::new(ttls.daily),
             hourly: Table::new(ttls.hourly),
             hourly_by_peer: HashMap::new(),
@@ -255,7 +300,8 @@ impl RendezvousRegistry {
 
     /// Collects what other peers left at these points and tokens, then stores this peer's entries
     /// (replacing its earlier ones at the same points and tokens). Each other peer appears at most once
-    /// in each list, named with the first point or token where it was found.
+    /// in each list, named with the first point or token where it was found; each list holds at most
+    /// `max_results` entries.
     ///
     /// If `now` went back between calls, entries would still expire correctly for lookups, but the sweep
     /// might reach some of them late; the server's clock is monotonic.
@@ -266,10 +312,17 @@ impl RendezvousRegistry {
             daily_points,
             hourly_tokens,
         } = *registration;
+        let Bounds {
+            max_results,
+            max_peers_per_point,
+        } = self.bounds;
         let mut found = Found::default();
 
         for (point, dead_drop) in daily_points {
             for (other, entry) in self.daily.others_at(point, peer_id, now) {
+                if found.dead_drops.len() == max_results {
+                    break;
+                }
                 if let Some(payload) = &entry.dead_drop
                     && self.seen.insert(other.clone())
                 {
@@ -282,13 +335,23 @@ impl RendezvousRegistry {
                 }
             }
             let sequence = self.next_sequence();
-            self.daily
-                .store(point, peer_id, relay_id, dead_drop.clone(), now, sequence);
+            self.daily.store(
+                point,
+                peer_id,
+                relay_id,
+                dead_drop.clone(),
+                now,
+                sequence,
+                max_peers_per_point,
+            );
         }
 
         self.forget_seen();
         for token in hourly_tokens {
             for (other, entry) in self.hourly.others_at(token, peer_id, now) {
+                if found.live_matches.len() == max_results {
+                    break;
+                }
                 if self.seen.insert(other.clone()) {
                     found.live_matches.push(LiveMatch {
                         peer_id: other.clone(),
@@ -298,8 +361,18 @@ impl RendezvousRegistry {
                 }
             }
             let sequence = self.next_sequence();
-            self.hourly
-                .store(token, peer_id, relay_id, None, now, sequence);
+            let evicted = self.hourly.store(
+                token,
+                peer_id,
+                relay_id,
+                None,
+                now,
+                sequence,
+                max_peers_per_point,
+            );
+            if let Some(evicted) = evicted {
+                forget_hourly_token(&mut self.hourly_by_peer, &evicted, token);
+            }
             match self.hourly_by_peer.get_mut(peer_id) {
                 Some(tokens) => {
                     if !tokens.contains(token) {
@@ -340,12 +413,7 @@ impl RendezvousRegistry {
         let hourly_by_peer = &mut self.hourly_by_peer;
         let hourly_done = self.hourly.sweep(now, budget, |token, peer_id| {
             removed += 1;
-            if let Some(tokens) = hourly_by_peer.get_mut(&peer_id) {
-                tokens.remove(&token);
-                if tokens.is_empty() {
-                    hourly_by_peer.remove(&peer_id);
-                }
-            }
+            forget_hourly_token(hourly_by_peer, &peer_id, &token);
         });
         Swept {
             removed,
@@ -355,7 +423,7 @@ impl RendezvousRegistry {
 
     /// Stored entries, expired or not, daily and hourly together.
     pub fn len(&self) -> usize {
-        self.daily.entries + self.hourly.entries
+        self.daily.len() + self.hourly.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -365,6 +433,19 @@ impl RendezvousRegistry {
     fn next_sequence(&mut self) -> u64 {
         self.next_sequence += 1;
         self.next_sequence
+    }
+}
+
+fn forget_hourly_token(
+    hourly_by_peer: &mut HashMap<Name, HashSet<Name>>,
+    peer_id: &Name,
+    token: &Name,
+) {
+    if let Some(tokens) = hourly_by_peer.get_mut(peer_id) {
+        tokens.remove(token);
+        if tokens.is_empty() {
+            hourly_by_peer.remove(peer_id);
+        }
     }
 }
 
@@ -429,7 +510,7 @@ mod tests {
 
     #[test]
     fn daily_points_store_the_dead_drop() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "relay-a");
         let found = alice.daily(&mut registry, START, &[("point1", Some("sealed-for-bob"))]);
         assert_eq!(found, Found::default());
@@ -438,7 +519,7 @@ mod tests {
 
     #[test]
     fn a_later_registrant_gets_the_earlier_dead_drop() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "relay-a");
         let bob = Peer::new("bob", "relay-b");
         alice.daily(&mut registry, START, &[("point1", Some("sealed-for-bob"))]);
@@ -457,7 +538,7 @@ mod tests {
 
     #[test]
     fn ones_own_dead_drop_is_never_returned() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "relay-a");
         alice.daily(&mut registry, START, &[("point1", Some("mine"))]);
         let found = alice.daily(&mut registry, START + 1, &[("point1", Some("mine again"))]);
@@ -467,7 +548,7 @@ mod tests {
 
     #[test]
     fn hourly_tokens_give_live_matches_with_the_earlier_peers_relay() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "relay-a");
         let bob = Peer::new("bob", "relay-b");
         assert!(
@@ -490,7 +571,7 @@ mod tests {
 
     #[test]
     fn each_other_peer_appears_once_named_by_the_first_point_found() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.hourly(&mut registry, START, &["t1", "t2", "t3"]);
@@ -510,7 +591,7 @@ mod tests {
 
     #[test]
     fn empty_dead_drops_are_not_returned() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         Peer::new("alice", "ra").daily(&mut registry, START, &[("d1", None)]);
         let found = Peer::new("bob", "rb").daily(&mut registry, START, &[("d1", None)]);
         assert!(found.dead_drops.is_empty());
@@ -518,7 +599,7 @@ mod tests {
 
     #[test]
     fn daily_points_expire_after_48_hours() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.daily(&mut registry, START, &[("d1", Some("drop"))]);
@@ -533,7 +614,7 @@ mod tests {
 
     #[test]
     fn hourly_tokens_expire_after_3_hours() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.hourly(&mut registry, START, &["t1"]);
@@ -558,7 +639,7 @@ mod tests {
 
     #[test]
     fn sweeping_removes_only_expired_entries_within_its_budget() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         for i in 0..5 {
             Peer::new(&format!("p{i}"), "").hourly(&mut registry, START + i, &["t"]);
         }
@@ -586,7 +667,7 @@ mod tests {
 
     #[test]
     fn re_registrations_keep_one_expiry_item_per_entry() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "ra");
         for i in 0..100_000 {
             alice.hourly(&mut registry, START + i, &["t1", "t2"]);
@@ -602,8 +683,79 @@ mod tests {
     }
 
     #[test]
+    fn removed_entries_leave_nothing_behind_in_the_expiry_index() {
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let tokens: Vec<String> = (0..500).map(|i| format!("t{i}")).collect();
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        for round in 0..20 {
+            Peer::new("alice", "ra").hourly(&mut registry, START + round, &tokens);
+            registry.remove_hourly("alice");
+        }
+        assert!(registry.is_empty());
+        assert!(registry.hourly.expiry.is_empty());
+        assert!(registry.hourly_by_peer.is_empty());
+    }
+
+    #[test]
+    fn a_full_point_makes_room_by_dropping_the_entry_closest_to_expiry() {
+        let bounds = Bounds {
+            max_results: 100,
+            max_peers_per_point: 3,
+        };
+        let mut registry = RendezvousRegistry::new(Ttls::default(), bounds);
+        for (i, peer) in ["p0", "p1", "p2", "p3"].into_iter().enumerate() {
+            Peer::new(peer, "").hourly(&mut registry, START + i as Millis, &["crowded"]);
+        }
+        assert_eq!(registry.len(), 3);
+        let found = Peer::new("late", "").hourly(&mut registry, START + 10, &["other"]);
+        assert!(found.live_matches.is_empty());
+        let mut peers: Vec<_> = Peer::new("probe", "")
+            .hourly(&mut registry, START + 11, &["crowded"])
+            .live_matches
+            .into_iter()
+            .map(|m| m.peer_id.to_string())
+            .collect();
+        peers.sort();
+        assert_eq!(peers, ["p1", "p2", "p3"], "p0 made room for p3");
+        // The probe's own entry then took p1's place.
+        assert_eq!(registry.len(), 4);
+        assert!(!registry.hourly_by_peer.contains_key("p0"));
+        assert!(!registry.hourly_by_peer.contains_key("p1"));
+        assert_eq!(registry.hourly.expiry.len(), registry.len());
+    }
+
+    #[test]
+    fn each_list_in_a_reply_is_bounded() {
+        let bounds = Bounds {
+            max_results: 5,
+            max_peers_per_point: 1000,
+        };
+        let mut registry = RendezvousRegistry::new(Ttls::default(), bounds);
+        for i in 0..20 {
+            let peer = Peer::new(&format!("p{i}"), "");
+            peer.hourly(&mut registry, START, &["t"]);
+            peer.daily(&mut registry, START, &[("d", Some("drop"))]);
+        }
+        let newcomer = Peer::new("new", "");
+        assert_eq!(
+            newcomer
+                .hourly(&mut registry, START, &["t"])
+                .live_matches
+                .len(),
+            5
+        );
+        assert_eq!(
+            newcomer
+                .daily(&mut registry, START, &[("d", None)])
+                .dead_drops
+                .len(),
+            5
+        );
+    }
+
+    #[test]
     fn removing_a_peers_hourly_entries_keeps_its_daily_points() {
-        let mut registry = RendezvousRegistry::new(Ttls::default());
+        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
         let alice = Peer::new("alice", "ra");
         alice.hourly(&mut registry, START, &["t1", "t2"]);
         alice.daily(&mut registry, START, &[("d1", Some("drop"))]);
