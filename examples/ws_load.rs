@@ -27,9 +27,9 @@ struct Args {
     /// Concurrent sessions.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
-    /// Requests per session, after its first registration.
-    #[arg(long, default_value_t = 100)]
-    requests: usize,
+    /// Requests per session that are timed (the relays workload registers each session first).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    requests: u32,
     #[arg(long, value_enum, default_value_t = Workload::Rendezvous)]
     workload: Workload,
     #[arg(long, value_enum, default_value_t = WireEncoding::Json)]
@@ -147,7 +147,7 @@ async fn main() {
             args.addr.clone(),
             args.workload,
             args.encoding,
-            args.requests,
+            args.requests as usize,
         );
         let (handshakes, connected, start_line) =
             (handshakes.clone(), connected.clone(), start_line.clone());
@@ -183,7 +183,7 @@ async fn main() {
     let after_connect = usage();
     let started = Instant::now();
     start_line.wait().await;
-    let mut latencies = Vec::with_capacity(args.sessions * args.requests);
+    let mut latencies = Vec::with_capacity(args.sessions * args.requests as usize);
     for task in tasks {
         latencies.extend(task.await.expect("session task"));
     }

@@ -7,7 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub type Millis = u64;
 
 pub trait Clock: Send + Sync + 'static {
+    /// The time registries run on: never goes back.
     fn now(&self) -> Millis;
+
+    /// The wall-clock time to tell clients (`heartbeat_ack`), which may step with NTP.
+    fn wall_time(&self) -> Millis {
+        self.now()
+    }
 }
 
 /// Wall-clock time read once at start and advanced by the monotonic clock, so that a wall-clock step
@@ -20,11 +26,8 @@ pub struct SystemClock {
 
 impl SystemClock {
     pub fn new() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         Self {
-            epoch_at_start: duration_millis(since_epoch),
+            epoch_at_start: unix_millis_now(),
             start: Instant::now(),
         }
     }
@@ -40,6 +43,18 @@ impl Clock for SystemClock {
     fn now(&self) -> Millis {
         self.epoch_at_start + duration_millis(self.start.elapsed())
     }
+
+    fn wall_time(&self) -> Millis {
+        unix_millis_now()
+    }
+}
+
+fn unix_millis_now() -> Millis {
+    duration_millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }
 
 /// A clock that moves only when a test moves it.

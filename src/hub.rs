@@ -143,6 +143,10 @@ impl Hub {
         self.0.clock.now()
     }
 
+    pub fn wall_time(&self) -> Millis {
+        self.0.clock.wall_time()
+    }
+
     /// Locks the shared state. Never hold the guard across an `.await`.
     pub fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; the data it guards stays usable for everyone else.

@@ -309,6 +309,26 @@ fn a_second_pairing_code_replaces_and_frees_the_first() {
 }
 
 #[test]
+fn a_replaced_pairing_code_takes_its_hourly_tokens_with_it() {
+    let fixture = Fixture::new();
+    let phone = fixture.open();
+    let other = fixture.open();
+    phone.request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
+    phone.request(
+        json!({"type": "register_rendezvous", "peerId": "AAAAAA", "hourlyTokens": ["t"],
+                         "dailyPoints": ["d"], "deadDrop": "kept"}),
+    );
+    phone.request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
+    let reply = other.request(json!({"type": "register_rendezvous", "peerId": "other",
+                                     "hourlyTokens": ["t"], "dailyPoints": ["d"]}));
+    assert_eq!(reply["liveMatches"], json!([]));
+    assert_eq!(
+        reply["deadDrops"][0]["peerId"], "AAAAAA",
+        "daily points stay"
+    );
+}
+
+#[test]
 fn a_pairing_code_is_an_identity_for_peer_id_checks() {
     let fixture = Fixture::new();
     let session = fixture.open();
@@ -402,6 +422,16 @@ fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
                                        "dailyPoints": ["d3", "d4"], "requestId": 9}));
     assert_eq!(reply["code"], "over_capacity");
     assert_eq!(reply["requestId"], 9);
+    // A refused registration does not bind the name of a session that had none.
+    let newcomer = fixture.open();
+    let reply = newcomer.request(json!({"type": "register_rendezvous", "peerId": "b",
+                                        "dailyPoints": ["d5", "d6"]}));
+    assert_eq!(reply["code"], "over_capacity");
+    let reply = newcomer.request(json!({"type": "register", "peerId": "c"}));
+    assert_eq!(
+        reply["type"], "registered",
+        "the session is still free to take a name"
+    );
     fixture.clock.advance(Duration::from_secs(3 * 3600));
     assert!(fixture.hub.sweep_expired_batch().done);
     let reply = session

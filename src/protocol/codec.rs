@@ -103,7 +103,11 @@ fn into_envelope(mut fields: Map<String, Value>) -> Result<Envelope, DecodeError
 }
 
 fn read_request_id(fields: &Map<String, Value>) -> Result<Option<RequestId>, &'static str> {
-    match fields.get("requestId").or_else(|| fields.get("request_id")) {
+    let (camel, snake) = (fields.get("requestId"), fields.get("request_id"));
+    if camel.is_some() && snake.is_some() {
+        return Err("requestId: given twice (requestId and request_id)");
+    }
+    match camel.or(snake) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(RequestId::Text(text.clone()))),
         Some(Value::Number(number)) => number
@@ -244,6 +248,11 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidMessage);
         let err = decode(br#"{"type":"ping","requestId":{}}"#, Encoding::Json).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidMessage);
+        let both = br#"{"type":"ping","requestId":1,"request_id":2}"#;
+        assert_eq!(
+            decode(both, Encoding::Json).unwrap_err().code,
+            ErrorCode::InvalidMessage
+        );
     }
 
     #[test]

@@ -78,7 +78,6 @@ pub enum Failure {
 
 impl Failure {
     fn into_message(self) -> ServerMessage {
-        let message = self.to_string();
         let code = match self {
             Self::Decode(err) => return ServerMessage::error(err.code, err.message),
             Self::Request(RequestError::UnknownType(_)) => ErrorCode::UnknownType,
@@ -93,7 +92,7 @@ impl Failure {
                 };
             }
         };
-        ServerMessage::error(code, message)
+        ServerMessage::error(code, self.to_string())
     }
 }
 
@@ -156,7 +155,7 @@ impl Session {
                     self.identity().check_acts_as(peer_id.as_str())?;
                 }
                 Ok(ServerMessage::HeartbeatAck {
-                    timestamp: self.hub.now(),
+                    timestamp: self.hub.wall_time(),
                 })
             }
             Request::RegisterCode {

@@ -13,6 +13,11 @@ impl Session {
     ) -> Result<ServerMessage, Failure> {
         let mut identity = self.identity();
         let mut state = self.hub.state();
+        // Counting every point as new is conservative (re-registrations replace), and O(1).
+        let adding = request.daily_points.len() + request.hourly_tokens.len();
+        if state.rendezvous.len() + adding > self.hub.settings().max_rendezvous_entries {
+            return Err(Failure::RegistryFull);
+        }
         if identity.is_bound() {
             identity.check_acts_as(request.peer_id.as_str())?;
         } else {
@@ -26,11 +31,6 @@ impl Session {
         }
         drop(identity);
 
-        // Counting every point as new is conservative (re-registrations replace), and O(1).
-        let adding = request.daily_points.len() + request.hourly_tokens.len();
-        if state.rendezvous.len() + adding > self.hub.settings().max_rendezvous_entries {
-            return Err(Failure::RegistryFull);
-        }
         let found = state.rendezvous.register(
             self.hub.now(),
             &Registration {

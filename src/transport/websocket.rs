@@ -168,6 +168,9 @@ pub async fn run_session<S>(
         () = context.shutdown.cancelled() => Ending::Shutdown,
     };
     debug!(session = session.id(), ?ending, "WebSocket session ending");
+    // The session's names, relay listing and hourly tokens go now, not after the closing handshake, so
+    // that a client reconnecting at once can take its name again.
+    drop(session);
     match ending {
         Ending::TooLarge => {
             // The refusal goes out in the encoding of the message refused, known from its first frame.
@@ -183,6 +186,8 @@ pub async fn run_session<S>(
                 .await;
         }
         Ending::InvalidText => {
+            // The refused message was a text frame, so its answer is JSON.
+            connection.encoding = Encoding::Json;
             let refusal =
                 ServerMessage::error(ErrorCode::Malformed, "text frames must be valid UTF-8");
             connection
@@ -201,7 +206,7 @@ pub async fn run_session<S>(
                 .await
         }
         Ending::ClientClosed => {
-            // The reply to the client's close frame is queued; let it reach the client.
+            // The answer to the client's close frame is queued; let it reach the client.
             let _ = timeout(CLOSE_GRACE, connection.stream.flush()).await;
         }
         Ending::Broken(err) => debug!(error = %err, "WebSocket connection failed"),
@@ -215,6 +220,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     async fn serve(&mut self, session: &Session, pushes: &mut PushReceiver) -> Ending {
+        // `server_info`, queued when the session opened, goes out before anything is read, so that it
+        // is the first frame even for a client that sends without waiting.
+        if let Some(server_info) = pushes.try_recv()
+            && let Err(ending) = self.send(&server_info, None).await
+        {
+            return ending;
+        }
         let mut deadline = Instant::now() + self.idle_timeout;
         loop {
             tokio::select! {
@@ -228,7 +240,10 @@ where
                         Some(Err(err)) => return Ending::Broken(err),
                         Some(Ok(Message::Text(text))) => (text.into(), Encoding::Json),
                         Some(Ok(Message::Binary(bytes))) => (bytes, Encoding::Cbor),
-                        // Pings are answered and close frames handled by the WebSocket layer itself.
+                        // The WebSocket layer has queued the answer; it is sent once the session is
+                        // over.
+                        Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
+                        // Pings are answered by the WebSocket layer itself.
                         Some(Ok(_)) => continue,
                     };
                     self.encoding = encoding;

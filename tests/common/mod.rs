@@ -223,7 +223,14 @@ pub async fn spawn_server_binary(
     envs: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_zajel-signal"));
+    // Only the settings a test gives: none inherited from whoever runs the tests.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ZAJEL_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
         .args(args)
         .envs(envs.iter().copied())
         .env("RUST_LOG", "info")
