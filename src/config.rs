@@ -11,6 +11,8 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::CertificateSource;
+
 #[derive(Clone, Debug, PartialEq, Parser, Serialize, Deserialize)]
 #[command(name = "zajel-signal", version, about = "Signaling server for Zajel")]
 #[serde(deny_unknown_fields)]
@@ -24,17 +26,32 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_WS_LISTEN", default_value = "0.0.0.0:8080")]
     pub ws_listen: SocketAddr,
 
-    /// Serve wss:// and https:// on the TCP port, with the certificate below.
+    /// UDP address for WebTransport (ALPN h3) and raw QUIC (ALPN zajel/1).
+    #[arg(long, env = "ZAJEL_QUIC_LISTEN", default_value = "[::]:4433")]
+    pub quic_listen: SocketAddr,
+
+    /// Serve wss:// and https:// on the TCP port, with the same certificate as QUIC.
     #[arg(long, env = "ZAJEL_WS_TLS")]
     pub ws_tls: bool,
 
-    /// PEM certificate chain.
-    #[arg(long, env = "ZAJEL_TLS_CERT", default_value = "certs/cert.pem")]
-    pub tls_cert: PathBuf,
+    /// PEM certificate chain [default: certs/cert.pem if it and certs/key.pem exist, else a
+    /// development certificate made at start].
+    #[arg(long, env = "ZAJEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
 
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "ZAJEL_TLS_KEY", default_value = "certs/key.pem")]
-    pub tls_key: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) [default: certs/key.pem, with certs/cert.pem].
+    #[arg(long, env = "ZAJEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra host names for the development certificate (it always names localhost, 127.0.0.1, ::1).
+    #[arg(long, env = "ZAJEL_CERT_HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    pub cert_hosts: Vec<String>,
+
+    /// Origins allowed to open WebTransport sessions [default: any].
+    #[arg(long, env = "ZAJEL_WEBTRANSPORT_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    pub webtransport_origins: Vec<String>,
 
     /// This server's id in `server_info`, `registered` and /health [default: random at start].
     #[arg(long, env = "ZAJEL_SERVER_ID")]
@@ -109,6 +126,9 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
     pub max_peers_per_point: usize,
 }
+
+const DEFAULT_CERT: &str = "certs/cert.pem";
+const DEFAULT_KEY: &str = "certs/key.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -253,6 +273,31 @@ impl Config {
         Ok(())
     }
 
+    /// Where certificates come from: configured PEM files, the default ones if present, or a
+    /// development certificate.
+    pub fn certificate_source(&self) -> Result<CertificateSource, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => {
+                let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
+                if cert.exists() && key.exists() {
+                    Ok(CertificateSource::Files { cert, key })
+                } else {
+                    Ok(CertificateSource::Development {
+                        hosts: self.cert_hosts.clone(),
+                    })
+                }
+            }
+            _ => Err(ConfigError::Invalid {
+                name: "tls_cert",
+                reason: "tls_cert and tls_key go together".into(),
+            }),
+        }
+    }
+
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
     }
@@ -281,6 +326,7 @@ mod tests {
         assert_eq!(config.idle_timeout_secs, 60);
         assert_eq!(config.push_queue, 1024);
         assert_eq!(config.endpoint, None);
+        assert_eq!(config.quic_listen, "[::]:4433".parse().unwrap());
         config.validate().unwrap();
     }
 

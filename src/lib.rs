@@ -1,5 +1,5 @@
-//! zajel-signal: the signaling server for Zajel. Peers find relays and each other here, over WebSocket
-//! (JSON or CBOR), with the registries held in memory.
+//! zajel-signal: the signaling server for Zajel. Peers find relays and each other here, over WebTransport,
+//! raw QUIC and WebSocket (JSON or CBOR), with the registries held in memory.
 //!
 //! Data flows one way: transport → session → registries; pushes flow back through one bounded queue per
 //! session. [`Server`] wires the pieces together; tests and benchmarks start it through this library.
@@ -28,11 +28,16 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use hub::Hub;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hub::Settings;
+use tls::Certificates;
 use transport::TransportContext;
 
 /// How long shutdown waits for sessions to finish their closing handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the certificate is checked for renewal or changed files.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,6 +57,7 @@ pub struct Server {
     context: Arc<TransportContext>,
     ws_listener: TcpListener,
     ws_tls: Option<TlsAcceptor>,
+    quic_endpoint: wtransport::quinn::Endpoint,
     sweep_interval: Duration,
 }
 
@@ -67,21 +73,31 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate()?;
-        let ws_tls = if config.ws_tls {
-            let server_config = tls::load_server_config(&config.tls_cert, &config.tls_key)?;
-            Some(TlsAcceptor::from(server_config))
-        } else {
-            None
-        };
+        let certificates = Certificates::load(config.certificate_source()?)?;
+        let ws_tls = config.ws_tls.then(|| {
+            TlsAcceptor::from(Arc::new(certificates.server_config(false, &[b"http/1.1"])))
+        });
         let ws_listener = TcpListener::bind(config.ws_listen)
             .await
             .map_err(|source| StartError::Bind {
                 addr: config.ws_listen,
                 source,
             })?;
+        let quic_endpoint = transport::quic::bind(
+            config.quic_listen,
+            &certificates,
+            config.idle_timeout(),
+            config.max_message_size,
+        )
+        .map_err(|source| StartError::Bind {
+            addr: config.quic_listen,
+            source,
+        })?;
         let hub = Hub::new(Settings::from_config(&config), clock);
         let context = Arc::new(TransportContext {
             hub,
+            certificates,
+            webtransport_origins: config.webtransport_origins.clone(),
             max_message_size: config.max_message_size,
             idle_timeout: config.idle_timeout(),
             handshake_timeout: config.handshake_timeout(),
@@ -92,6 +108,7 @@ impl Server {
             context,
             ws_listener,
             ws_tls,
+            quic_endpoint,
             sweep_interval: config.sweep_interval(),
         })
     }
@@ -103,8 +120,20 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The bound UDP address of QUIC and WebTransport.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
     pub fn hub(&self) -> &Hub {
         &self.context.hub
+    }
+
+    /// The certificate every TLS endpoint presents.
+    pub fn certificates(&self) -> &Arc<Certificates> {
+        &self.context.certificates
     }
 
     /// Cancelling this token shuts the server down: listeners stop and sessions are closed.
@@ -118,6 +147,7 @@ impl Server {
             context,
             ws_listener,
             ws_tls,
+            quic_endpoint,
             sweep_interval,
         } = self;
         info!(
@@ -126,11 +156,24 @@ impl Server {
             server_id = %context.hub.settings().server_id,
             "serving WebSocket and HTTP"
         );
+        info!(
+            quic_addr = %quic_endpoint.local_addr().expect("bound"),
+            certificate = ?context.certificates.source(),
+            sha256 = %BASE64.encode(context.certificates.sha256()),
+            "serving WebTransport (h3) and QUIC (zajel/1)"
+        );
         context.tasks.spawn(sweep_expired(
             context.hub.clone(),
             sweep_interval,
             context.shutdown.clone(),
         ));
+        context.tasks.spawn(refresh_certificates(
+            context.certificates.clone(),
+            context.shutdown.clone(),
+        ));
+        context
+            .tasks
+            .spawn(transport::quic::serve(quic_endpoint, context.clone()));
         transport::http::serve(ws_listener, ws_tls, context.clone()).await;
         context.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, context.tasks.wait())
@@ -140,6 +183,26 @@ impl Server {
             warn!("some sessions did not close in time");
         }
         info!("stopped");
+    }
+}
+
+/// Replaces the certificate when it is due (a development certificate near expiry, changed PEM files).
+/// New handshakes get the new one; established sessions keep theirs.
+async fn refresh_certificates(certificates: Arc<Certificates>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(CERTIFICATE_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => match certificates.refresh(std::time::SystemTime::now()) {
+                Ok(true) => info!(
+                    sha256 = %BASE64.encode(certificates.sha256()),
+                    "certificate replaced"
+                ),
+                Ok(false) => {}
+                Err(err) => warn!(error = %err, "keeping the current certificate"),
+            },
+        }
     }
 }
 

@@ -1,10 +1,27 @@
-//! Certificates: the PEM chain and key configured for TLS on the TCP port (wss:// and https://).
+//! Certificates for every TLS endpoint (QUIC, WebTransport, and wss:// when enabled): the configured PEM
+//! chain and key, or else a development certificate made at start.
+//!
+//! A development certificate is what browsers accept through `serverCertificateHashes`: ECDSA P-256,
+//! valid for less than 14 days. Its SHA-256 is served at `GET /cert-hash`. One resolver hands the current
+//! certificate to every new handshake, so a renewed development certificate or changed PEM files take
+//! effect without touching established sessions.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// How long a development certificate is valid: under the 14 days browsers allow for pinned hashes.
+const DEVELOPMENT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
+/// A development certificate is replaced once it has less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// Clock skew allowed for at the start of a development certificate's validity.
+const BACKDATE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -20,15 +37,151 @@ pub enum TlsError {
     },
     #[error("the certificate chain {0} is empty")]
     EmptyChain(String),
-    #[error("the certificate and key do not make a TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    #[error("the private key is not usable: {0}")]
+    UnusableKey(rustls::Error),
+    #[error("cannot make a development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot read the modification time of {path}: {source}")]
+    Metadata {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
-/// A server TLS configuration from PEM files, offering HTTP/1.1 (which WebSocket upgrades from).
-pub fn load_server_config(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// Where certificates come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// PEM files, reloaded when they change.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed development certificate for these names (plus localhost, 127.0.0.1 and ::1),
+    /// renewed before it expires.
+    Development { hosts: Vec<String> },
+}
+
+/// The certificate in use.
+struct Current {
+    certified: Arc<CertifiedKey>,
+    sha256: [u8; 32],
+    /// When a development certificate stops being valid.
+    not_after: Option<SystemTime>,
+    /// The files' modification times when they were read.
+    modified: Option<(SystemTime, SystemTime)>,
+}
+
+/// The certificate every TLS handshake uses, replaceable while the server runs.
+pub struct Certificates {
+    source: CertificateSource,
+    current: RwLock<Current>,
+}
+
+impl fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificates")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Certificates {
+    pub fn load(source: CertificateSource) -> Result<Arc<Self>, TlsError> {
+        let current = match &source {
+            CertificateSource::Files { cert, key } => read_files(cert, key)?,
+            CertificateSource::Development { hosts } => make_development(hosts, SystemTime::now())?,
+        };
+        Ok(Arc::new(Self {
+            source,
+            current: RwLock::new(current),
+        }))
+    }
+
+    pub fn source(&self) -> &CertificateSource {
+        &self.source
+    }
+
+    /// SHA-256 of the DER leaf certificate, as browsers pin it.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.read().sha256
+    }
+
+    /// The DER leaf certificate, for clients that trust it directly (tests, tools).
+    pub fn leaf_der(&self) -> CertificateDer<'static> {
+        self.read().certified.cert[0].clone()
+    }
+
+    /// Replaces the certificate if it is due: a development certificate close to expiry at `now`, or PEM
+    /// files whose modification time changed. Returns whether it was replaced.
+    pub fn refresh(&self, now: SystemTime) -> Result<bool, TlsError> {
+        let replacement = match &self.source {
+            CertificateSource::Development { hosts } => {
+                let due = self
+                    .read()
+                    .not_after
+                    .is_some_and(|not_after| now + RENEW_BEFORE >= not_after);
+                if !due {
+                    return Ok(false);
+                }
+                make_development(hosts, now)?
+            }
+            CertificateSource::Files { cert, key } => {
+                if self.read().modified == Some(modification_times(cert, key)?) {
+                    return Ok(false);
+                }
+                read_files(cert, key)?
+            }
+        };
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = replacement;
+        Ok(true)
+    }
+
+    /// A TLS server configuration that always presents the current certificate.
+    pub fn server_config(
+        self: &Arc<Self>,
+        tls13_only: bool,
+        alpn: &[&[u8]],
+    ) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+        config
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.read().certified.clone())
+    }
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Current, TlsError> {
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(key).map_err(TlsError::UnusableKey)?;
+    let sha256 = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
+    Ok(Current {
+        sha256: sha256.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+        certified: Arc::new(CertifiedKey::new(chain, signing_key)),
+        not_after: None,
+        modified: None,
+    })
+}
+
+fn read_files(cert_path: &Path, key_path: &Path) -> Result<Current, TlsError> {
+    let modified = modification_times(cert_path, key_path)?;
     let chain = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certificate {
@@ -42,11 +195,142 @@ pub fn load_server_config(
         path: key_path.display().to_string(),
         source,
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let mut current = certified_key(chain, &key)?;
+    current.modified = Some(modified);
+    Ok(current)
+}
+
+fn modification_times(cert: &Path, key: &Path) -> Result<(SystemTime, SystemTime), TlsError> {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .map_err(|source| TlsError::Metadata {
+                path: path.display().to_string(),
+                source,
+            })
+    };
+    Ok((modified(cert)?, modified(key)?))
+}
+
+fn make_development(hosts: &[String], now: SystemTime) -> Result<Current, TlsError> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    names.extend(
+        hosts
+            .iter()
+            .filter(|host| !names.contains(host))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(names)?;
+    let not_before = now - BACKDATE;
+    let not_after = not_before + DEVELOPMENT_VALIDITY;
+    params.not_before = time::OffsetDateTime::from(not_before);
+    params.not_after = time::OffsetDateTime::from(not_after);
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "zajel-signal development certificate",
+    );
+    let certificate = params.self_signed(&key_pair)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    let mut current = certified_key(vec![certificate.der().clone()], &key)?;
+    current.not_after = Some(not_after);
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_certificates_suit_browsers() {
+        let now = SystemTime::now();
+        let current = make_development(&["signal.example".into()], now).unwrap();
+        let valid_for = current
+            .not_after
+            .unwrap()
+            .duration_since(now - BACKDATE)
+            .unwrap();
+        assert!(valid_for < Duration::from_secs(14 * 24 * 3600));
+        assert_eq!(
+            current.certified.key.algorithm(),
+            rustls::SignatureAlgorithm::ECDSA
+        );
+        let der = &current.certified.cert[0];
+        let expected = ring::digest::digest(&ring::digest::SHA256, der);
+        assert_eq!(current.sha256.as_slice(), expected.as_ref());
+    }
+
+    #[test]
+    fn development_certificates_are_renewed_before_they_expire() {
+        let certificates =
+            Certificates::load(CertificateSource::Development { hosts: vec![] }).unwrap();
+        let first = certificates.sha256();
+        let now = SystemTime::now();
+        assert!(!certificates.refresh(now).unwrap());
+        assert!(
+            !certificates
+                .refresh(now + Duration::from_secs(9 * 24 * 3600))
+                .unwrap()
+        );
+        assert_eq!(certificates.sha256(), first);
+        assert!(
+            certificates
+                .refresh(now + Duration::from_secs(11 * 24 * 3600))
+                .unwrap()
+        );
+        assert_ne!(certificates.sha256(), first);
+    }
+
+    #[test]
+    fn pem_files_are_reloaded_when_they_change() {
+        let dir = std::env::temp_dir().join(format!("zajel-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let write = |name: &str| {
+            let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+            std::fs::write(&cert, made.cert.pem()).unwrap();
+            std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+            made.cert.der().clone()
+        };
+        let first = write("one.example");
+        let certificates = Certificates::load(CertificateSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .unwrap();
+        assert_eq!(certificates.leaf_der(), first);
+        assert!(!certificates.refresh(SystemTime::now()).unwrap());
+        // Make sure the new files get a different modification time.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let second = write("two.example");
+        for path in [&cert, &key] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(later)
+                .unwrap();
+        }
+        assert!(certificates.refresh(SystemTime::now()).unwrap());
+        assert_eq!(certificates.leaf_der(), second);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn missing_files_are_a_clear_error() {
+        let error = Certificates::load(CertificateSource::Files {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/cert.pem"),
+            "{error}"
+        );
+    }
 }

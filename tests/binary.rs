@@ -16,6 +16,7 @@ async fn flags_beat_environment_which_beats_the_file() {
         &file,
         r#"
             ws_listen = "127.0.0.1:0"
+            quic_listen = "127.0.0.1:0"
             server_id = "from-file"
             region = "from-file"
             endpoint = "from-file"
@@ -49,7 +50,14 @@ async fn flags_beat_environment_which_beats_the_file() {
 #[tokio::test]
 async fn a_bad_setting_stops_the_binary_with_a_clear_message() {
     let output = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
-        .args(["--ws-listen", "127.0.0.1:0", "--max-message-size", "10"])
+        .args([
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--max-message-size",
+            "10",
+        ])
         .output()
         .await
         .unwrap();

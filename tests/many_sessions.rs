@@ -47,6 +47,8 @@ impl ServerProcess {
         let args = [
             "--ws-listen",
             "127.0.0.1:0",
+            "--quic-listen",
+            "127.0.0.1:0",
             "--max-sessions-per-ip",
             "20000",
             "--server-id",

@@ -38,8 +38,8 @@ async fn wss_serves_sessions_with_the_configured_certificate() {
     let certified = write_certificate(&dir);
     let config = zajel_signal::Config {
         ws_tls: true,
-        tls_cert: dir.join("cert.pem"),
-        tls_key: dir.join("key.pem"),
+        tls_cert: Some(dir.join("cert.pem")),
+        tls_key: Some(dir.join("key.pem")),
         ..test_config()
     };
     let server = TestServer::start_with(config).await;
@@ -77,8 +77,8 @@ async fn wss_serves_sessions_with_the_configured_certificate() {
 async fn a_missing_certificate_is_a_clear_start_up_error() {
     let config = zajel_signal::Config {
         ws_tls: true,
-        tls_cert: "/nonexistent/cert.pem".into(),
-        tls_key: "/nonexistent/key.pem".into(),
+        tls_cert: Some("/nonexistent/cert.pem".into()),
+        tls_key: Some("/nonexistent/key.pem".into()),
         ..test_config()
     };
     let error = zajel_signal::Server::bind(config)

@@ -2,6 +2,7 @@
 
 mod cbor;
 pub mod codec;
+pub mod framing;
 pub mod message;
 pub mod names;
 pub mod request;

@@ -1,5 +1,5 @@
-//! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`GET /health`), and WebSocket upgrades on every
-//! other path.
+//! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`GET /health`, `GET /cert-hash`), and
+//! WebSocket upgrades on every other path.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -114,8 +114,9 @@ fn route(
     match (request.method(), request.uri().path()) {
         // hyper leaves the body out of HEAD answers by itself.
         (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, &context.health()),
-        (&Method::OPTIONS, "/health") => cors_preflight(),
-        (_, "/health") => plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        (&Method::GET | &Method::HEAD, "/cert-hash") => json(StatusCode::OK, &context.cert_hash()),
+        (&Method::OPTIONS, "/health" | "/cert-hash") => cors_preflight(),
+        (_, "/health" | "/cert-hash") => plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => websocket::upgrade(request, peer, context),
     }
 }

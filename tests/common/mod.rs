@@ -1,6 +1,8 @@
 //! Starting a real server on loopback and talking to it as a WebSocket client would.
 #![allow(dead_code)] // Each test file uses a different part of this helper.
 
+pub mod streams;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub fn test_config() -> Config {
     Config {
         ws_listen: "127.0.0.1:0".parse().unwrap(),
+        quic_listen: "127.0.0.1:0".parse().unwrap(),
         server_id: Some("test-server".into()),
         ..Config::default()
     }
@@ -28,6 +31,8 @@ pub fn test_config() -> Config {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub certificates: Arc<zajel_signal::tls::Certificates>,
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -44,10 +49,14 @@ impl TestServer {
             .await
             .expect("server binds");
         let addr = server.ws_addr();
+        let quic_addr = server.quic_addr();
+        let certificates = server.certificates().clone();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
         Self {
             addr,
+            quic_addr,
+            certificates,
             clock,
             shutdown,
             task: Some(task),

@@ -1,0 +1,122 @@
+//! The UDP port: one QUIC endpoint offering ALPN `h3` (WebTransport) and `zajel/1` (raw QUIC), each
+//! connection dispatched by the protocol it negotiated.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+use wtransport::quinn;
+
+use super::TransportContext;
+use super::streams::{CloseCode, StreamConnection, serve_connection};
+use super::webtransport;
+use crate::tls::Certificates;
+
+pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
+pub const ALPN_ZAJEL: &[u8] = b"zajel/1";
+
+/// Request streams a client may have open at once.
+const MAX_REQUEST_STREAMS: u32 = 128;
+/// Unidirectional streams a client may open: HTTP/3 needs its control and QPACK streams.
+const MAX_CLIENT_UNI_STREAMS: u32 = 16;
+
+/// Binds the UDP endpoint.
+pub fn bind(
+    addr: SocketAddr,
+    certificates: &Arc<Certificates>,
+    idle_timeout: Duration,
+    max_message_size: usize,
+) -> std::io::Result<quinn::Endpoint> {
+    let tls = certificates.server_config(true, &[ALPN_WEBTRANSPORT, ALPN_ZAJEL]);
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .expect("a TLS 1.3 configuration with a QUIC cipher suite");
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(MAX_REQUEST_STREAMS.into())
+        .max_concurrent_uni_streams(MAX_CLIENT_UNI_STREAMS.into())
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(idle_timeout).expect("idle timeout within QUIC's range"),
+        ))
+        // Room for one whole message per stream, a few messages per connection.
+        .stream_receive_window(quinn::VarInt::from_u32(
+            u32::try_from(max_message_size + 4).unwrap_or(u32::MAX),
+        ))
+        .receive_window(quinn::VarInt::from_u32(
+            u32::try_from(4 * (max_message_size + 4)).unwrap_or(u32::MAX),
+        ));
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server_config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(server_config, addr)
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
+    loop {
+        let incoming = tokio::select! {
+            () = context.shutdown.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let context_for_task = context.clone();
+        context.tasks.spawn(async move {
+            let ip = incoming.remote_address().ip().to_canonical();
+            let mut connecting = match incoming.accept() {
+                Ok(connecting) => connecting,
+                Err(err) => return debug!(error = %err, "QUIC handshake refused"),
+            };
+            let alpn = match connecting.handshake_data().await {
+                Ok(data) => data
+                    .downcast::<quinn::crypto::rustls::HandshakeData>()
+                    .ok()
+                    .and_then(|data| data.protocol),
+                Err(err) => return debug!(error = %err, "QUIC handshake failed"),
+            };
+            match alpn.as_deref() {
+                Some(ALPN_ZAJEL) => match connecting.await {
+                    Ok(connection) => serve_connection(connection, ip, context_for_task).await,
+                    Err(err) => debug!(error = %err, "QUIC handshake failed"),
+                },
+                Some(ALPN_WEBTRANSPORT) => {
+                    webtransport::serve(connecting, ip, context_for_task).await;
+                }
+                other => warn!(alpn = ?other, "connection without a known ALPN"),
+            }
+        });
+    }
+    endpoint.close(
+        quinn::VarInt::from_u32(CloseCode::ShuttingDown as u32),
+        b"shutting down",
+    );
+}
+
+impl StreamConnection for quinn::Connection {
+    type Send = quinn::SendStream;
+    type Recv = quinn::RecvStream;
+
+    async fn accept_bi(&self) -> Option<(Self::Send, Self::Recv)> {
+        quinn::Connection::accept_bi(self).await.ok()
+    }
+
+    async fn open_uni(&self) -> Option<Self::Send> {
+        quinn::Connection::open_uni(self).await.ok()
+    }
+
+    fn stop_receiving(mut recv: Self::Recv) {
+        let _ = recv.stop(quinn::VarInt::from_u32(0));
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        quinn::Connection::close(
+            self,
+            quinn::VarInt::from_u32(code as u32),
+            reason.as_bytes(),
+        );
+    }
+
+    async fn closed(&self) {
+        quinn::Connection::closed(self).await;
+    }
+}

@@ -1,0 +1,60 @@
+//! WebTransport sessions over HTTP/3 (extended CONNECT on path `/`), served like raw QUIC sessions once
+//! accepted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tracing::debug;
+use wtransport::endpoint::IncomingSessionFuture;
+use wtransport::{VarInt, quinn};
+
+use super::TransportContext;
+use super::streams::{CloseCode, StreamConnection, serve_connection};
+
+/// Completes the HTTP/3 handshake of a connection that negotiated `h3`, checks its request, and serves
+/// the session.
+pub async fn serve(connecting: quinn::Connecting, ip: IpAddr, context: Arc<TransportContext>) {
+    let request = match IncomingSessionFuture::with_quic_connecting(connecting).await {
+        Ok(request) => request,
+        Err(err) => return debug!(error = %err, "WebTransport handshake failed"),
+    };
+    if request.path() != "/" {
+        return request.not_found().await;
+    }
+    if !context.origin_allowed(request.origin()) {
+        return request.forbidden().await;
+    }
+    match request.accept().await {
+        Ok(connection) => serve_connection(connection, ip, context).await,
+        Err(err) => debug!(error = %err, "WebTransport session not established"),
+    }
+}
+
+impl StreamConnection for wtransport::Connection {
+    type Send = wtransport::SendStream;
+    type Recv = wtransport::RecvStream;
+
+    async fn accept_bi(&self) -> Option<(Self::Send, Self::Recv)> {
+        wtransport::Connection::accept_bi(self).await.ok()
+    }
+
+    async fn open_uni(&self) -> Option<Self::Send> {
+        wtransport::Connection::open_uni(self)
+            .await
+            .ok()?
+            .await
+            .ok()
+    }
+
+    fn stop_receiving(recv: Self::Recv) {
+        recv.stop(VarInt::from_u32(0));
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        wtransport::Connection::close(self, VarInt::from_u32(code as u32), reason.as_bytes());
+    }
+
+    async fn closed(&self) {
+        wtransport::Connection::closed(self).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! The QUIC port end to end: raw QUIC (ALPN zajel/1) and WebTransport on one UDP port, sharing the
+//! registries with WebSocket.
+
+mod common;
+
+use common::streams::{QuicClient, WebTransportClient, next_frame, recv_frame, send_frame};
+use common::{TestServer, http_get, test_config};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn quic_request_streams_answer_each_frame_in_order() {
+    let server = TestServer::start().await;
+    let client = QuicClient::connect(&server).await;
+    let (mut send, mut recv) = client.connection.open_bi().await.unwrap();
+    for id in 0..5 {
+        send_frame(&mut send, &json!({"type": "ping", "requestId": id})).await;
+    }
+    send_frame(&mut send, &json!({"type": "nope", "requestId": "x"})).await;
+    send.shutdown().await.unwrap();
+    for id in 0..5 {
+        assert_eq!(
+            recv_frame(&mut recv).await,
+            json!({"type": "pong", "requestId": id})
+        );
+    }
+    let error = recv_frame(&mut recv).await;
+    assert_eq!(error["code"], "unknown_type");
+    assert_eq!(error["requestId"], "x");
+    assert_eq!(
+        next_frame(&mut recv).await,
+        None,
+        "finished after the last answer"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn many_request_streams_are_served_concurrently() {
+    let server = TestServer::start().await;
+    let client = QuicClient::connect(&server).await;
+    let requests = (0..50).map(|id| {
+        let client = &client;
+        async move {
+            client
+                .request(&json!({"type": "ping", "requestId": id}))
+                .await
+        }
+    });
+    let replies = futures_util::future::join_all(requests).await;
+    for (id, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["requestId"], id);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stream_errors_leave_the_session_and_server_healthy() {
+    let config = zajel_signal::Config {
+        max_message_size: 4096,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let client = QuicClient::connect(&server).await;
+
+    // An oversized frame: refused from its length, answered with too_large.
+    let (mut send, mut recv) = client.connection.open_bi().await.unwrap();
+    send.write_all(&100_000u32.to_be_bytes()).await.unwrap();
+    let reply = recv_frame(&mut recv).await;
+    assert_eq!(reply["code"], "too_large");
+
+    // Garbage CBOR: an error, and the same stream goes on.
+    let (mut send, mut recv) = client.connection.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    assert_eq!(recv_frame(&mut recv).await["code"], "malformed");
+    send_frame(&mut send, &json!({"type": "ping", "requestId": 1})).await;
+    assert_eq!(recv_frame(&mut recv).await["type"], "pong");
+
+    // CBOR outside the JSON data model.
+    let mut bytes = vec![
+        0xa2, 0x64, b't', b'y', b'p', b'e', 0x64, b'p', b'i', b'n', b'g',
+    ];
+    bytes.extend([0x61, b'x', 0x41, 0x00]);
+    send.write_all(&(bytes.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    send.write_all(&bytes).await.unwrap();
+    assert_eq!(recv_frame(&mut recv).await["code"], "invalid_message");
+
+    assert_eq!(
+        client.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    let other = QuicClient::connect(&server).await;
+    assert_eq!(
+        other.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
+    let config = zajel_signal::Config {
+        push_queue: 4,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let sleeper = QuicClient::connect(&server).await;
+    sleeper
+        .request(
+            &json!({"type": "register_rendezvous", "peerId": "sleeper", "hourlyTokens": ["t"]}),
+        )
+        .await;
+    // The sleeper never reads `sleeper.pushes` again; its flow-control window and queue fill up.
+    let busy = QuicClient::connect(&server).await;
+    let registration = json!({"type": "register_rendezvous", "peerId": "busy",
+                              "hourlyTokens": ["t"], "relayId": "r".repeat(128)});
+    let (mut send, mut recv) = busy.connection.open_bi().await.unwrap();
+    let mut closed = false;
+    for _ in 0..20_000 {
+        send_frame(&mut send, &registration).await;
+        recv_frame(&mut recv).await;
+        if sleeper.connection.close_reason().is_some() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the sleeper was closed as too slow");
+    assert_eq!(busy.request(&json!({"type": "ping"})).await["type"], "pong");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn webtransport_serves_path_slash_only() {
+    let server = TestServer::start().await;
+    let client = WebTransportClient::connect(&server).await;
+    assert_eq!(
+        client
+            .request(&json!({"type": "ping", "requestId": "wt"}))
+            .await,
+        json!({"type": "pong", "requestId": "wt"})
+    );
+    assert!(
+        WebTransportClient::connect_path(&server, "/elsewhere")
+            .await
+            .is_err(),
+        "other paths get 404"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cert_hash_serves_the_certificates_sha256() {
+    let server = TestServer::start().await;
+    let response = http_get(server.addr, "/cert-hash").await;
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{response}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(server.certificates.sha256());
+    assert_eq!(body, json!({"algorithm": "sha-256", "value": expected}));
+    server.stop().await;
+}
+
+/// Three peers on three transports share an hourly token and a daily point.
+#[tokio::test]
+async fn three_transports_share_one_set_of_registries() {
+    let server = TestServer::start().await;
+    let mut quic = QuicClient::connect(&server).await;
+    let mut webtransport = WebTransportClient::connect(&server).await;
+    let mut websocket = server.connect().await;
+
+    let reply = quic
+        .request(&json!({"type": "register_rendezvous", "peerId": "native", "relayId": "relay-q",
+                         "hourlyTokens": ["hour"], "dailyPoints": ["day"], "deadDrop": "from-quic"}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result", "liveMatches": [], "deadDrops": []})
+    );
+
+    let reply = webtransport
+        .request(
+            &json!({"type": "register_rendezvous", "peerId": "browser", "relayId": "relay-w",
+                         "hourlyTokens": ["hour"], "dailyPoints": ["day"], "deadDrop": "from-wt"}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result",
+               "liveMatches": [{"peerId": "native", "relayId": "relay-q", "meetingPoint": "hour"}],
+               "deadDrops": [{"peerId": "native", "deadDrop": "from-quic", "relayId": "relay-q",
+                              "meetingPoint": "day"}]})
+    );
+    assert_eq!(
+        recv_frame(&mut quic.pushes).await,
+        json!({"type": "rendezvous_match",
+               "match": {"peerId": "browser", "relayId": "relay-w", "meetingPoint": "hour"}})
+    );
+
+    let reply = websocket
+        .request(json!({"type": "register_rendezvous", "peer_id": "phone",
+                        "hourly_tokens": ["hour"], "daily_points": ["day"]}))
+        .await;
+    let mut live: Vec<String> = reply["liveMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["peerId"].as_str().unwrap().to_owned())
+        .collect();
+    live.sort();
+    assert_eq!(live, ["browser", "native"]);
+    let mut drops: Vec<(String, String)> = reply["deadDrops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["peerId"].as_str().unwrap().to_owned(),
+                d["deadDrop"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    drops.sort();
+    assert_eq!(
+        drops,
+        [
+            ("browser".to_owned(), "from-wt".to_owned()),
+            ("native".to_owned(), "from-quic".to_owned())
+        ]
+    );
+    for pushes in [
+        recv_frame(&mut quic.pushes).await,
+        recv_frame(&mut webtransport.pushes).await,
+    ] {
+        assert_eq!(
+            pushes,
+            json!({"type": "rendezvous_match",
+                   "match": {"peerId": "phone", "relayId": "", "meetingPoint": "hour"}})
+        );
+    }
+    // A value from a CBOR client reaches a JSON client intact.
+    let payload = "ünïcödé ✓ \"quoted\" \\ \u{1F600}";
+    quic.request(&json!({"type": "register_rendezvous", "peerId": "native",
+                         "dailyPoints": ["day2"], "deadDrop": payload}))
+        .await;
+    let reply = websocket
+        .request(json!({"type": "register_rendezvous", "peerId": "phone", "dailyPoints": ["day2"]}))
+        .await;
+    assert_eq!(reply["deadDrops"][0]["deadDrop"], payload);
+    server.stop().await;
+}
