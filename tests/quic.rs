@@ -153,6 +153,42 @@ async fn webtransport_serves_path_slash_only() {
 }
 
 #[tokio::test]
+async fn a_replaced_certificate_serves_new_sessions_and_keeps_established_ones() {
+    let dir = std::env::temp_dir().join(format!("zajel-rotation-test-{}", std::process::id()));
+    let now = std::time::SystemTime::now();
+    let first = common::write_certificate_at(&dir, now);
+    let config = zajel_signal::Config {
+        tls_cert: Some(dir.join("cert.pem")),
+        tls_key: Some(dir.join("key.pem")),
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let established = QuicClient::connect_to(server.quic_addr, first.cert.der().clone()).await;
+
+    let second = common::write_certificate_at(&dir, now + std::time::Duration::from_secs(60));
+    assert!(
+        server
+            .certificates
+            .refresh(std::time::SystemTime::now())
+            .unwrap()
+    );
+
+    assert_eq!(
+        established.request(&json!({"type": "ping"})).await["type"],
+        "pong",
+        "the established session goes on"
+    );
+    let renewed = QuicClient::connect_to(server.quic_addr, second.cert.der().clone()).await;
+    assert_eq!(
+        renewed.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    assert_eq!(server.certificates.leaf_der(), *second.cert.der());
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
 async fn cert_hash_serves_the_certificates_sha256() {
     let server = TestServer::start().await;
     let response = http_get(server.addr, "/cert-hash").await;

@@ -13,15 +13,6 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A fresh self-signed certificate for 127.0.0.1, written as PEM files in a per-test directory.
-fn write_certificate(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
-    std::fs::create_dir_all(dir).unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
-    certified
-}
-
 async fn next_text<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -35,7 +26,7 @@ where
 #[tokio::test]
 async fn wss_serves_sessions_with_the_configured_certificate() {
     let dir = std::env::temp_dir().join(format!("zajel-wss-test-{}", std::process::id()));
-    let certified = write_certificate(&dir);
+    let certified = common::write_certificate(&dir);
     let config = zajel_signal::Config {
         ws_tls: true,
         tls_cert: Some(dir.join("cert.pem")),

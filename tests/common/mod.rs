@@ -263,4 +263,31 @@ pub async fn spawn_server_binary(
     (child, addr)
 }
 
+/// A fresh self-signed certificate for 127.0.0.1, written as `cert.pem` and `key.pem` in `dir`, with a
+/// modification time of `modified` so that a rewrite is always seen as a change.
+pub fn write_certificate_at(
+    dir: &std::path::Path,
+    modified: std::time::SystemTime,
+) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    std::fs::create_dir_all(dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    for path in [cert, key] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    certified
+}
+
+pub fn write_certificate(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    write_certificate_at(dir, std::time::SystemTime::now())
+}
+
 pub const PUBLIC_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

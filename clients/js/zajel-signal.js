@@ -1,0 +1,315 @@
+// zajel-signal browser client: WebTransport (CBOR frames) with a WebSocket fallback (JSON).
+// Dependency-free ES module. See README.md ("Browser client") for an example.
+//
+//   const client = await connect({
+//     webTransportUrl: "https://127.0.0.1:4433/",
+//     webSocketUrl: "ws://127.0.0.1:8080/",
+//     certificateHash: (await fetchCertificateHash("http://127.0.0.1:8080")).value, // self-made certs
+//     onPush: (message) => console.log("push", message),
+//   });
+//   const reply = await client.request({ type: "ping" });
+
+/** Fetches `GET /cert-hash` from the server's HTTP port: `{algorithm: "sha-256", value: <base64>}`. */
+export async function fetchCertificateHash(httpBase) {
+  const response = await fetch(new URL("/cert-hash", httpBase));
+  if (!response.ok) throw new Error(`GET /cert-hash: ${response.status}`);
+  return response.json();
+}
+
+/**
+ * Opens a session: WebTransport first when the browser has it, WebSocket when it does not or when
+ * WebTransport fails. `transports` may restrict the order, e.g. ["websocket"].
+ */
+export async function connect({
+  webTransportUrl,
+  webSocketUrl,
+  certificateHash,
+  onPush = () => {},
+  transports = ["webtransport", "websocket"],
+  timeoutMs = 10000,
+}) {
+  const failures = [];
+  for (const transport of transports) {
+    try {
+      if (transport === "webtransport") {
+        if (!webTransportUrl) throw new Error("no webTransportUrl");
+        if (typeof globalThis.WebTransport !== "function") throw new Error("WebTransport is not available");
+        return await withTimeout(
+          WebTransportClient.open(webTransportUrl, certificateHash, onPush), timeoutMs, "WebTransport");
+      }
+      if (transport === "websocket") {
+        if (!webSocketUrl) throw new Error("no webSocketUrl");
+        return await withTimeout(WebSocketClient.open(webSocketUrl, onPush), timeoutMs, "WebSocket");
+      }
+      throw new Error(`unknown transport ${transport}`);
+    } catch (error) {
+      failures.push(`${transport}: ${error.message ?? error}`);
+    }
+  }
+  throw new Error(`could not connect (${failures.join("; ")})`);
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms); }),
+  ]);
+}
+
+let nextRequestId = 1;
+
+class WebTransportClient {
+  static async open(url, certificateHash, onPush) {
+    const options = certificateHash
+      ? { serverCertificateHashes: [{ algorithm: "sha-256", value: base64ToBytes(certificateHash) }] }
+      : {};
+    const transport = new WebTransport(url, options);
+    await transport.ready;
+    const client = new WebTransportClient(transport, onPush);
+    const streams = transport.incomingUnidirectionalStreams.getReader();
+    const { value: pushStream, done } = await streams.read();
+    streams.releaseLock();
+    if (done) throw new Error("no push stream");
+    const frames = frameReader(pushStream);
+    const first = await frames.next();
+    if (first.done) throw new Error("push stream ended before server_info");
+    client.serverInfo = decodeCbor(first.value);
+    (async () => {
+      for await (const frame of frames) onPush(decodeCbor(frame));
+    })().catch(() => {});
+    return client;
+  }
+
+  constructor(transport, onPush) {
+    this.transport = "webtransport";
+    this.connection = transport;
+    this.onPush = onPush;
+  }
+
+  /** Sends one request on a stream of its own; resolves with its reply. */
+  async request(message) {
+    const withId = { requestId: nextRequestId++, ...message };
+    const stream = await this.connection.createBidirectionalStream();
+    const writer = stream.writable.getWriter();
+    await writer.write(frame(encodeCbor(withId)));
+    await writer.close();
+    const { value, done } = await frameReader(stream.readable).next();
+    if (done) throw new Error("the stream ended without a reply");
+    return decodeCbor(value);
+  }
+
+  close() {
+    this.connection.close();
+  }
+}
+
+class WebSocketClient {
+  static open(url, onPush) {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      socket.binaryType = "arraybuffer";
+      const client = new WebSocketClient(socket, onPush);
+      socket.onerror = () => reject(new Error("WebSocket failed"));
+      socket.onclose = (event) => {
+        reject(new Error(`WebSocket closed (${event.code})`));
+        for (const { fail } of client.pending.values()) fail(new Error(`closed (${event.code})`));
+        client.pending.clear();
+      };
+      socket.onmessage = (event) => {
+        const message = typeof event.data === "string"
+          ? JSON.parse(event.data)
+          : decodeCbor(new Uint8Array(event.data));
+        if (!client.serverInfo && message.type === "server_info") {
+          client.serverInfo = message;
+          resolve(client);
+          return;
+        }
+        const waiting = message.requestId !== undefined && client.pending.get(message.requestId);
+        if (waiting) {
+          client.pending.delete(message.requestId);
+          waiting.done(message);
+        } else {
+          client.onPush(message);
+        }
+      };
+    });
+  }
+
+  constructor(socket, onPush) {
+    this.transport = "websocket";
+    this.socket = socket;
+    this.onPush = onPush;
+    this.pending = new Map();
+  }
+
+  /** Sends one request as JSON; resolves with the reply carrying its requestId. */
+  request(message) {
+    const requestId = nextRequestId++;
+    return new Promise((done, fail) => {
+      this.pending.set(requestId, { done, fail });
+      this.socket.send(JSON.stringify({ requestId, ...message }));
+    });
+  }
+
+  close() {
+    this.socket.close();
+  }
+}
+
+// Framing: a 4-byte big-endian length, then one CBOR map.
+
+function frame(payload) {
+  const bytes = new Uint8Array(4 + payload.length);
+  new DataView(bytes.buffer).setUint32(0, payload.length);
+  bytes.set(payload, 4);
+  return bytes;
+}
+
+async function* frameReader(readable) {
+  const reader = readable.getReader();
+  let buffer = new Uint8Array(0);
+  try {
+    for (;;) {
+      while (buffer.length >= 4) {
+        const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(0);
+        if (buffer.length < 4 + length) break;
+        yield buffer.slice(4, 4 + length);
+        buffer = buffer.slice(4 + length);
+      }
+      const { value, done } = await reader.read();
+      if (done) return;
+      const joined = new Uint8Array(buffer.length + value.length);
+      joined.set(buffer);
+      joined.set(value, buffer.length);
+      buffer = joined;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+function base64ToBytes(base64) {
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+// A minimal CBOR codec (RFC 8949) for the JSON data model: maps with text keys, arrays, text, numbers,
+// booleans and null. Exported for tests and tools.
+
+export function encodeCbor(value) {
+  const out = [];
+  const head = (major, n) => {
+    if (n < 24) out.push((major << 5) | n);
+    else if (n < 0x100) out.push((major << 5) | 24, n);
+    else if (n < 0x10000) out.push((major << 5) | 25, n >> 8, n & 0xff);
+    else if (n < 0x100000000) out.push((major << 5) | 26, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+    else {
+      const high = Math.floor(n / 0x100000000), low = n >>> 0;
+      out.push((major << 5) | 27, high >>> 24, (high >> 16) & 0xff, (high >> 8) & 0xff, high & 0xff,
+        low >>> 24, (low >> 16) & 0xff, (low >> 8) & 0xff, low & 0xff);
+    }
+  };
+  const text = new TextEncoder();
+  const write = (v) => {
+    if (v === null || v === undefined) out.push(0xf6);
+    else if (v === false) out.push(0xf4);
+    else if (v === true) out.push(0xf5);
+    else if (typeof v === "number") {
+      if (Number.isSafeInteger(v)) v >= 0 ? head(0, v) : head(1, -1 - v);
+      else {
+        const bytes = new Uint8Array(8);
+        new DataView(bytes.buffer).setFloat64(0, v);
+        out.push(0xfb, ...bytes);
+      }
+    } else if (typeof v === "string") {
+      const bytes = text.encode(v);
+      head(3, bytes.length);
+      for (const b of bytes) out.push(b);
+    } else if (Array.isArray(v)) {
+      head(4, v.length);
+      v.forEach(write);
+    } else if (typeof v === "object") {
+      const entries = Object.entries(v).filter(([, item]) => item !== undefined);
+      head(5, entries.length);
+      for (const [key, item] of entries) { write(key); write(item); }
+    } else throw new TypeError(`cannot encode ${typeof v}`);
+  };
+  write(value);
+  return Uint8Array.from(out);
+}
+
+export function decodeCbor(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const text = new TextDecoder("utf-8", { fatal: true });
+  let at = 0;
+  const length = (info) => {
+    if (info < 24) return info;
+    if (info === 24) return view.getUint8(at++);
+    if (info === 25) { const n = view.getUint16(at); at += 2; return n; }
+    if (info === 26) { const n = view.getUint32(at); at += 4; return n; }
+    if (info === 27) { const n = Number(view.getBigUint64(at)); at += 8; return n; }
+    if (info === 31) return -1;
+    throw new Error("invalid CBOR length");
+  };
+  const read = () => {
+    const initial = view.getUint8(at++);
+    const major = initial >> 5, info = initial & 31;
+    if (major === 7) {
+      if (info === 20) return false;
+      if (info === 21) return true;
+      if (info === 22 || info === 23) return null;
+      if (info === 25) { const half = view.getUint16(at); at += 2; return decodeHalf(half); }
+      if (info === 26) { const n = view.getFloat32(at); at += 4; return n; }
+      if (info === 27) { const n = view.getFloat64(at); at += 8; return n; }
+      if (info === 31) return BREAK;
+      throw new Error("unsupported CBOR simple value");
+    }
+    const n = length(info);
+    switch (major) {
+      case 0: return n;
+      case 1: return -1 - n;
+      case 2: case 3: {
+        if (n < 0) {
+          const parts = [];
+          for (let part = read(); part !== BREAK; part = read()) parts.push(part);
+          return major === 3 ? parts.join("") : concatBytes(parts);
+        }
+        const slice = bytes.subarray(at, at + n); at += n;
+        return major === 3 ? text.decode(slice) : slice.slice();
+      }
+      case 4: {
+        const items = [];
+        if (n < 0) for (let item = read(); item !== BREAK; item = read()) items.push(item);
+        else for (let i = 0; i < n; i++) items.push(read());
+        return items;
+      }
+      case 5: {
+        const map = {};
+        if (n < 0) for (let key = read(); key !== BREAK; key = read()) map[key] = read();
+        else for (let i = 0; i < n; i++) { const key = read(); map[key] = read(); }
+        return map;
+      }
+      case 6: return read(); // a tag: keep its content
+    }
+    throw new Error("invalid CBOR");
+  };
+  const value = read();
+  if (at !== bytes.length) throw new Error("trailing bytes after CBOR");
+  return value;
+}
+
+const BREAK = Symbol("break");
+
+function decodeHalf(half) {
+  const exponent = (half >> 10) & 0x1f, fraction = half & 0x3ff, sign = half & 0x8000 ? -1 : 1;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+function concatBytes(parts) {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) { out.set(part, at); at += part.length; }
+  return out;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The interop tests: headless Chromium (WebTransport and WebSocket) and aioquic (raw QUIC and
+# WebTransport) against a freshly started zajel-signal on loopback. Run interop/setup.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "interop: FAILED: $*" >&2; exit 1; }
+[ -x /usr/bin/chromium ] || fail "chromium is missing (run interop/setup.sh)"
+command -v node >/dev/null || fail "node is missing"
+[ -d interop/node_modules/playwright-core ] || fail "playwright-core is missing (run interop/setup.sh)"
+[ -x .interop/venv/bin/python ] || fail "the aioquic virtual environment is missing (run interop/setup.sh)"
+
+node --test clients/js/
+
+cargo build --quiet --bin zajel-signal
+log=$(mktemp)
+./target/debug/zajel-signal --ws-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --server-id interop >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+
+for _ in $(seq 1 100); do
+  grep -q "quic_addr=" "$log" && break
+  kill -0 $server 2>/dev/null || { cat "$log" >&2; fail "the server exited"; }
+  sleep 0.1
+done
+ws_addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | cut -d= -f2)
+quic_addr=$(grep -o 'quic_addr=127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | cut -d= -f2)
+[ -n "$ws_addr" ] && [ -n "$quic_addr" ] || { cat "$log" >&2; fail "the server did not report its addresses"; }
+echo "interop: server on ws://$ws_addr and quic://$quic_addr"
+
+node interop/browser.mjs --http "http://$ws_addr" --wt "https://$quic_addr/" --ws "ws://$ws_addr/"
+.interop/venv/bin/python interop/aioquic_client.py --http "http://$ws_addr" --quic "$quic_addr"
+echo "interop: 4 passed, 0 failed"
