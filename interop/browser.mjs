@@ -1,6 +1,6 @@
 // Headless Chromium against a running zajel-signal: pages using clients/js/zajel-signal.js, over
-// WebTransport with the server's development-certificate hash, and with WebTransport disabled so that
-// they fall back to WebSocket, find each other by an hourly token.
+// WebTransport with the development-certificate hash each page fetches from /cert-hash, and with
+// WebTransport disabled so that they fall back to WebSocket, find each other by an hourly token.
 //
 //   node interop/browser.mjs --http http://127.0.0.1:8080 --wt https://127.0.0.1:4433/ --ws ws://127.0.0.1:8080/
 
@@ -60,7 +60,7 @@ const browser = await chromium.launchPersistentContext(profile, {
 });
 
 async function open(peer, token, { disableWebTransport, expectPush }) {
-  const query = new URLSearchParams({ wt: args.wt, ws: args.ws, hash: hash.value, peer, token,
+  const query = new URLSearchParams({ http: args.http, wt: args.wt, ws: args.ws, peer, token,
     disableWebTransport: disableWebTransport ? "1" : "0", expectPush: expectPush ? "1" : "0" });
   const page = await browser.newPage();
   page.on("console", (message) => console.log(`  [${peer}] ${message.text()}`));
@@ -95,6 +95,7 @@ async function scenario(name, first, second) {
   for (const [state, options, peer] of [[earlierState, first, first.peer], [laterState, second, second.peer]]) {
     const expected = options.disableWebTransport ? "websocket" : "webtransport";
     check(state.transport === expected, `${peer} used ${state.transport}, expected ${expected}`);
+    check(state.certificateHash === hash.value, `${peer} read the hash ${state.certificateHash}`);
     check(state.serverInfo?.type === "server_info", `${peer}: no server_info (${JSON.stringify(state.serverInfo)})`);
     check(state.registered?.type === "registered" && state.registered.peerId === peer,
       `${peer}: register -> ${JSON.stringify(state.registered)}`);
