@@ -35,15 +35,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if length as usize > max_len {
         return Err(FrameError::TooLarge(u64::from(length)));
     }
+    // Grow the buffer as bytes arrive rather than trusting the announced length: a client that announces
+    // a large frame and sends nothing then holds no memory for it.
     frame.clear();
-    frame.resize(length as usize, 0);
-    stream
-        .read_exact(frame)
-        .await
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(err),
-        })?;
+    let read = (&mut *stream)
+        .take(u64::from(length))
+        .read_to_end(frame)
+        .await?;
+    if read < length as usize {
+        return Err(FrameError::Truncated);
+    }
     Ok(true)
 }
 
