@@ -37,7 +37,7 @@ pub enum TlsError {
     },
     #[error("the certificate chain {0} is empty")]
     EmptyChain(String),
-    #[error("the private key is not usable: {0}")]
+    #[error("the private key is not usable with the certificate: {0}")]
     UnusableKey(rustls::Error),
     #[error("cannot make a development certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -172,9 +172,13 @@ fn certified_key(
     let signing_key =
         rustls::crypto::ring::sign::any_supported_type(key).map_err(TlsError::UnusableKey)?;
     let sha256 = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
+    let certified = CertifiedKey::new(chain, signing_key);
+    // A key that does not belong to the certificate would fail every handshake; refusing it keeps the
+    // current certificate in place (say, between the two writes of a renewal).
+    certified.keys_match().map_err(TlsError::UnusableKey)?;
     Ok(Current {
         sha256: sha256.as_ref().try_into().expect("SHA-256 is 32 bytes"),
-        certified: Arc::new(CertifiedKey::new(chain, signing_key)),
+        certified: Arc::new(certified),
         not_after: None,
         modified: None,
     })
@@ -318,6 +322,25 @@ mod tests {
         }
         assert!(certificates.refresh(SystemTime::now()).unwrap());
         assert_eq!(certificates.leaf_der(), second);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("zajel-tls-mismatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = rcgen::generate_simple_self_signed(vec!["one.example".into()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["two.example".into()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), one.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), two.signing_key.serialize_pem()).unwrap();
+        let result = Certificates::load(CertificateSource::Files {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        });
+        assert!(
+            matches!(result, Err(TlsError::UnusableKey(_))),
+            "{result:?}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -7,6 +7,7 @@ use common::streams::{QuicClient, WebTransportClient, next_frame, recv_frame, se
 use common::{TestServer, http_get, test_config};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+use wtransport::quinn;
 
 #[tokio::test]
 async fn quic_request_streams_answer_each_frame_in_order() {
@@ -119,17 +120,104 @@ async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
     let registration = json!({"type": "register_rendezvous", "peerId": "busy",
                               "hourlyTokens": ["t"], "relayId": "r".repeat(128)});
     let (mut send, mut recv) = busy.connection.open_bi().await.unwrap();
-    let mut closed = false;
+    let mut close_reason = None;
     for _ in 0..20_000 {
         send_frame(&mut send, &registration).await;
         recv_frame(&mut recv).await;
-        if sleeper.connection.close_reason().is_some() {
-            closed = true;
+        close_reason = sleeper.connection.close_reason();
+        if close_reason.is_some() {
             break;
         }
     }
-    assert!(closed, "the sleeper was closed as too slow");
+    match close_reason {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(2), "too slow");
+        }
+        other => panic!("the sleeper should be closed as too slow, not {other:?}"),
+    }
     assert_eq!(busy.request(&json!({"type": "ping"})).await["type"], "pong");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_over_the_limit_are_told_over_capacity_and_closed() {
+    let config = zajel_signal::Config {
+        max_sessions_per_ip: 1,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let admitted = QuicClient::connect(&server).await;
+    let (_endpoint, refused) =
+        QuicClient::handshake(server.quic_addr, server.certificates.leaf_der()).await;
+    let mut pushes = refused.accept_uni().await.expect("a push stream");
+    assert_eq!(recv_frame(&mut pushes).await["code"], "over_capacity");
+    match tokio::time::timeout(common::PATIENCE, refused.closed())
+        .await
+        .unwrap()
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(1));
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+    assert_eq!(
+        admitted.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_quic_sessions_names_are_freed_when_it_ends() {
+    let server = TestServer::start().await;
+    let first = QuicClient::connect(&server).await;
+    first
+        .request(&json!({"type": "register", "peerId": "native-relay"}))
+        .await;
+    first.connection.close(quinn::VarInt::from_u32(0), b"bye");
+    server.wait_for_sessions(0).await;
+    let second = QuicClient::connect(&server).await;
+    let reply = second
+        .request(&json!({"type": "register", "peerId": "native-relay"}))
+        .await;
+    assert_eq!(reply["type"], "registered", "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_quic_sessions_with_code_0() {
+    let server = TestServer::start().await;
+    let client = QuicClient::connect(&server).await;
+    server.stop().await;
+    match tokio::time::timeout(common::PATIENCE, client.connection.closed())
+        .await
+        .unwrap()
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0));
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_origin_allow_list_refuses_other_origins() {
+    let config = zajel_signal::Config {
+        webtransport_origins: vec!["https://app.example".into()],
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let allowed = WebTransportClient::connect_with(&server, "/", Some("https://app.example")).await;
+    assert!(allowed.is_ok(), "the listed origin is served");
+    let refused =
+        WebTransportClient::connect_with(&server, "/", Some("https://evil.example")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(wtransport::error::ConnectingError::SessionRejected)
+        ),
+        "other origins are rejected (403)"
+    );
     server.stop().await;
 }
 
@@ -144,10 +232,11 @@ async fn webtransport_serves_path_slash_only() {
         json!({"type": "pong", "requestId": "wt"})
     );
     assert!(
-        WebTransportClient::connect_path(&server, "/elsewhere")
-            .await
-            .is_err(),
-        "other paths get 404"
+        matches!(
+            WebTransportClient::connect_with(&server, "/elsewhere", None).await,
+            Err(wtransport::error::ConnectingError::SessionRejected)
+        ),
+        "other paths are rejected (404)"
     );
     server.stop().await;
 }

@@ -8,17 +8,6 @@ use common::{Client, PATIENCE, PUBLIC_KEY, TestServer, http_get, http_request, t
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Waits until /health reports `sessions` open sessions (closing is asynchronous on the server).
-async fn wait_for_sessions(server: &TestServer, sessions: u64) {
-    tokio::time::timeout(PATIENCE, async {
-        while server.health().await["sessions"] != sessions {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("session count reached in time");
-}
-
 #[tokio::test]
 async fn every_session_starts_with_server_info() {
     let server = TestServer::start().await;
@@ -205,7 +194,7 @@ async fn relay_registration_lists_other_relays_and_ends_with_the_session() {
     );
 
     first.ws.close(None).await.unwrap();
-    wait_for_sessions(&server, 1).await;
+    server.wait_for_sessions(1).await;
     let reply = second
         .request(json!({"type": "get_relays", "peerId": "relay-2"}))
         .await;
@@ -256,7 +245,7 @@ async fn dead_drops_outlive_the_session_that_left_them() {
         )
         .await;
     alice.ws.close(None).await.unwrap();
-    wait_for_sessions(&server, 0).await;
+    server.wait_for_sessions(0).await;
 
     let mut bob = server.connect().await;
     let reply = bob
@@ -319,7 +308,7 @@ async fn names_are_exclusive_across_sessions_and_freed_on_close() {
     assert_eq!(reply["code"], "peer_id_taken");
 
     first.ws.close(None).await.unwrap();
-    wait_for_sessions(&server, 1).await;
+    server.wait_for_sessions(1).await;
     let reply = second
         .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
         .await;
@@ -428,7 +417,7 @@ async fn a_client_that_never_reads_is_closed_and_the_server_stays_healthy() {
             break;
         }
     }
-    wait_for_sessions(&server, 1).await;
+    server.wait_for_sessions(1).await;
     assert_eq!(busy.request(json!({"type": "ping"})).await["type"], "pong");
     drop(sleeper);
     server.stop().await;

@@ -22,11 +22,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     max_len: usize,
     frame: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
+    match read_length(stream, max_len).await? {
+        None => Ok(false),
+        Some(length) => read_body(stream, length, frame).await.map(|()| true),
+    }
+}
+
+/// Reads a frame's length; `None` when the stream ended cleanly between frames.
+pub async fn read_length<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max_len: usize,
+) -> Result<Option<u32>, FrameError> {
     let mut length = [0u8; LENGTH_BYTES];
     let mut filled = 0;
     while filled < LENGTH_BYTES {
         match stream.read(&mut length[filled..]).await? {
-            0 if filled == 0 => return Ok(false),
+            0 if filled == 0 => return Ok(None),
             0 => return Err(FrameError::Truncated),
             n => filled += n,
         }
@@ -35,6 +46,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if length as usize > max_len {
         return Err(FrameError::TooLarge(u64::from(length)));
     }
+    Ok(Some(length))
+}
+
+/// Reads a frame's `length` bytes of content into `frame`.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    length: u32,
+    frame: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     // Grow the buffer as bytes arrive rather than trusting the announced length: a client that announces
     // a large frame and sends nothing then holds no memory for it.
     frame.clear();
@@ -45,7 +65,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if read < length as usize {
         return Err(FrameError::Truncated);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Writes one frame: its length, then `payload`, in one write.

@@ -107,7 +107,12 @@ pub struct Session {
 impl Session {
     /// Opens a session for a client at `ip`. Its first push, already queued, is `server_info`.
     pub fn open(hub: &Hub, ip: std::net::IpAddr) -> Result<(Self, PushReceiver), OverCapacity> {
-        let admission = hub.admit(ip)?;
+        Ok(Self::open_admitted(hub, hub.admit(ip)?))
+    }
+
+    /// Opens a session for a connection admitted earlier (QUIC admits before the handshake, so that
+    /// connections still in their handshake count towards the limits too).
+    pub fn open_admitted(hub: &Hub, admission: Admission) -> (Self, PushReceiver) {
         let settings = hub.settings();
         let (pushes, receiver) = push_queue(settings.push_queue);
         pushes.push(ServerMessage::ServerInfo {
@@ -122,7 +127,7 @@ impl Session {
             identity: Mutex::new(Identity::default()),
         };
         debug!(session = session.id(), "session opened");
-        Ok((session, receiver))
+        (session, receiver)
     }
 
     pub fn id(&self) -> SessionId {

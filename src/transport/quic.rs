@@ -20,6 +20,9 @@ pub const ALPN_ZAJEL: &[u8] = b"zajel/1";
 const MAX_REQUEST_STREAMS: u32 = 128;
 /// Unidirectional streams a client may open: HTTP/3 needs its control and QPACK streams.
 const MAX_CLIENT_UNI_STREAMS: u32 = 16;
+/// Datagrams are not part of the protocol, but WebTransport clients expect them to be allowed; nothing
+/// reads them, so their buffers stay small.
+const DATAGRAM_BUFFER: usize = 16 * 1024;
 
 /// Binds the UDP endpoint.
 pub fn bind(
@@ -44,7 +47,9 @@ pub fn bind(
         ))
         .receive_window(quinn::VarInt::from_u32(
             u32::try_from(4 * (max_message_size + 4)).unwrap_or(u32::MAX),
-        ));
+        ))
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server_config.transport_config(Arc::new(transport));
     quinn::Endpoint::server(server_config, addr)
@@ -61,35 +66,49 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
             },
         };
         let context_for_task = context.clone();
-        context.tasks.spawn(async move {
-            let ip = incoming.remote_address().ip().to_canonical();
-            let mut connecting = match incoming.accept() {
-                Ok(connecting) => connecting,
-                Err(err) => return debug!(error = %err, "QUIC handshake refused"),
-            };
-            let alpn = match connecting.handshake_data().await {
-                Ok(data) => data
-                    .downcast::<quinn::crypto::rustls::HandshakeData>()
-                    .ok()
-                    .and_then(|data| data.protocol),
-                Err(err) => return debug!(error = %err, "QUIC handshake failed"),
-            };
-            match alpn.as_deref() {
-                Some(ALPN_ZAJEL) => match connecting.await {
-                    Ok(connection) => serve_connection(connection, ip, context_for_task).await,
-                    Err(err) => debug!(error = %err, "QUIC handshake failed"),
-                },
-                Some(ALPN_WEBTRANSPORT) => {
-                    webtransport::serve(connecting, ip, context_for_task).await;
-                }
-                other => warn!(alpn = ?other, "connection without a known ALPN"),
-            }
-        });
+        context
+            .tasks
+            .spawn(serve_incoming(incoming, context_for_task));
     }
     endpoint.close(
         quinn::VarInt::from_u32(CloseCode::ShuttingDown as u32),
         b"shutting down",
     );
+}
+
+/// Admits a connection (connections in their handshake count towards the session limits), completes its
+/// handshake within the handshake timeout, and serves it by the protocol it negotiated.
+async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext>) {
+    let ip = incoming.remote_address().ip().to_canonical();
+    let admission = context.hub.admit(ip);
+    let mut connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(err) => return debug!(error = %err, "QUIC handshake refused"),
+    };
+    let handshake = async {
+        let data = connecting.handshake_data().await.ok()?;
+        let alpn = data
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .ok()?
+            .protocol;
+        Some(alpn)
+    };
+    let alpn = match tokio::time::timeout(context.handshake_timeout, handshake).await {
+        Ok(Some(alpn)) => alpn,
+        Ok(None) => return debug!("QUIC handshake failed"),
+        Err(_) => return debug!("QUIC handshake timed out"),
+    };
+    match alpn.as_deref() {
+        Some(ALPN_ZAJEL) => {
+            match tokio::time::timeout(context.handshake_timeout, connecting).await {
+                Ok(Ok(connection)) => serve_connection(connection, admission, context).await,
+                Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
+                Err(_) => debug!("QUIC handshake timed out"),
+            }
+        }
+        Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, admission, context).await,
+        other => warn!(alpn = ?other, "connection without a known ALPN"),
+    }
 }
 
 impl StreamConnection for quinn::Connection {

@@ -3,22 +3,25 @@
 //! unidirectional stream that starts with `server_info`.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::TransportContext;
+use crate::hub::{Admission, OverCapacity};
 use crate::protocol::codec::{self, Encoding};
-use crate::protocol::framing::{FrameError, read_frame, write_frame};
+use crate::protocol::framing::{FrameError, read_body, read_length, write_frame};
 use crate::protocol::{ErrorCode, ServerMessage};
 use crate::session::Session;
 use crate::session::push::PushReceiver;
 
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// A stream keeps a frame buffer this large between frames; a larger one is given back.
+const KEPT_FRAME_CAPACITY: usize = 16 * 1024;
 
 /// Application close codes of QUIC and WebTransport connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,29 +53,32 @@ pub trait StreamConnection: Send + Sync + 'static {
     fn closed(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Serves one connection from open to close.
+/// Serves one connection from open to close. `admission` is its place within the session limits,
+/// taken before its handshake; without one, the client is told it is over capacity and closed.
 pub async fn serve_connection<C: StreamConnection>(
     connection: C,
-    ip: IpAddr,
+    admission: Result<Admission, OverCapacity>,
     context: Arc<TransportContext>,
 ) {
-    let connection = Arc::new(connection);
-    let (session, pushes) = match Session::open(&context.hub, ip) {
-        Ok(opened) => opened,
-        Err(over_capacity) => {
-            refuse(&*connection, &over_capacity.to_string()).await;
-            return;
-        }
+    let admission = match admission {
+        Ok(admission) => admission,
+        Err(over_capacity) => return refuse(&connection, &over_capacity.to_string()).await,
     };
+    let connection = Arc::new(connection);
+    let (session, pushes) = Session::open_admitted(&context.hub, admission);
     let session = Arc::new(session);
-    debug!(session = session.id(), %ip, "QUIC session opened");
+    debug!(session = session.id(), "QUIC session opened");
     let overflowed = pushes.overflow_signal();
+    // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
+    // waits (and the client's flow control with it) until earlier frames are answered.
+    let frame_budget = Arc::new(Semaphore::new(2 * context.max_message_size));
     let accept_requests = async {
         while let Some((send, recv)) = connection.accept_bi().await {
             context.tasks.spawn(serve_request_stream::<C>(
                 session.clone(),
                 send,
                 recv,
+                frame_budget.clone(),
                 context.max_message_size,
             ));
         }
@@ -93,11 +99,17 @@ pub async fn serve_connection<C: StreamConnection>(
 /// Tells a client it is over the session limit, on a push stream of its own, then closes.
 async fn refuse<C: StreamConnection>(connection: &C, reason: &str) {
     let refusal = ServerMessage::error(ErrorCode::OverCapacity, reason);
-    if let Some(mut send) = connection.open_uni().await {
-        let _ = write_frame(&mut send, &codec::encode(&refusal, None, Encoding::Cbor)).await;
-        let _ = send.shutdown().await;
-        let _ = tokio::time::timeout(REFUSAL_GRACE, connection.closed()).await;
-    }
+    let tell = async {
+        let mut send = connection.open_uni().await?;
+        write_frame(&mut send, &codec::encode(&refusal, None, Encoding::Cbor))
+            .await
+            .ok()?;
+        send.shutdown().await.ok()?;
+        // Give the client a moment to read it (it may close first).
+        connection.closed().await;
+        Some(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_GRACE, tell).await;
     connection.close(CloseCode::OverCapacity, "over_capacity");
 }
 
@@ -120,20 +132,14 @@ async fn serve_request_stream<C: StreamConnection>(
     session: Arc<Session>,
     mut send: C::Send,
     mut recv: C::Recv,
+    frame_budget: Arc<Semaphore>,
     max_message_size: usize,
 ) {
     let mut frame = Vec::new();
     loop {
-        match read_frame(&mut recv, max_message_size, &mut frame).await {
-            Ok(true) => {
-                let reply = session.handle(codec::decode(&frame, Encoding::Cbor));
-                let bytes =
-                    codec::encode(&reply.message, reply.request_id.as_ref(), Encoding::Cbor);
-                if write_frame(&mut send, &bytes).await.is_err() {
-                    return;
-                }
-            }
-            Ok(false) => {
+        let length = match read_length(&mut recv, max_message_size).await {
+            Ok(Some(length)) => length,
+            Ok(None) => {
                 let _ = send.shutdown().await;
                 return;
             }
@@ -148,10 +154,21 @@ async fn serve_request_stream<C: StreamConnection>(
                 C::stop_receiving(recv);
                 return;
             }
-            Err(err) => {
-                debug!(error = %err, "request stream ended");
-                return;
-            }
+            Err(err) => return debug!(error = %err, "request stream ended"),
+        };
+        let Ok(_held) = frame_budget.acquire_many(length).await else {
+            return;
+        };
+        if let Err(err) = read_body(&mut recv, length, &mut frame).await {
+            return debug!(error = %err, "request stream ended");
+        }
+        let reply = session.handle(codec::decode(&frame, Encoding::Cbor));
+        let bytes = codec::encode(&reply.message, reply.request_id.as_ref(), Encoding::Cbor);
+        if frame.capacity() > KEPT_FRAME_CAPACITY {
+            frame = Vec::new();
+        }
+        if write_frame(&mut send, &bytes).await.is_err() {
+            return;
         }
     }
 }

@@ -1,7 +1,6 @@
 //! WebTransport sessions over HTTP/3 (extended CONNECT on path `/`), served like raw QUIC sessions once
 //! accepted.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -10,13 +9,20 @@ use wtransport::{VarInt, quinn};
 
 use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
+use crate::hub::{Admission, OverCapacity};
 
-/// Completes the HTTP/3 handshake of a connection that negotiated `h3`, checks its request, and serves
-/// the session.
-pub async fn serve(connecting: quinn::Connecting, ip: IpAddr, context: Arc<TransportContext>) {
-    let request = match IncomingSessionFuture::with_quic_connecting(connecting).await {
-        Ok(request) => request,
-        Err(err) => return debug!(error = %err, "WebTransport handshake failed"),
+/// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
+/// checks its request, and serves the session.
+pub async fn serve(
+    connecting: quinn::Connecting,
+    admission: Result<Admission, OverCapacity>,
+    context: Arc<TransportContext>,
+) {
+    let handshake = IncomingSessionFuture::with_quic_connecting(connecting);
+    let request = match tokio::time::timeout(context.handshake_timeout, handshake).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(err)) => return debug!(error = %err, "WebTransport handshake failed"),
+        Err(_) => return debug!("WebTransport handshake timed out"),
     };
     if request.path() != "/" {
         return request.not_found().await;
@@ -25,7 +31,7 @@ pub async fn serve(connecting: quinn::Connecting, ip: IpAddr, context: Arc<Trans
         return request.forbidden().await;
     }
     match request.accept().await {
-        Ok(connection) => serve_connection(connection, ip, context).await,
+        Ok(connection) => serve_connection(connection, admission, context).await,
         Err(err) => debug!(error = %err, "WebTransport session not established"),
     }
 }

@@ -77,6 +77,17 @@ impl TestServer {
             .expect("server task ends cleanly");
     }
 
+    /// Waits until /health reports `sessions` open sessions (closing is asynchronous on the server).
+    pub async fn wait_for_sessions(&self, sessions: u64) {
+        tokio::time::timeout(PATIENCE, async {
+            while self.health().await["sessions"] != sessions {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("session count reached in time");
+    }
+
     pub async fn health(&self) -> Value {
         let body = http_get(self.addr, "/health").await;
         let json_start = body.find("\r\n\r\n").expect("a header block") + 4;

@@ -55,6 +55,25 @@ impl QuicClient {
         addr: SocketAddr,
         trusted: rustls::pki_types::CertificateDer<'static>,
     ) -> Self {
+        let (endpoint, connection) = Self::handshake(addr, trusted).await;
+        let mut pushes = tokio::time::timeout(PATIENCE, connection.accept_uni())
+            .await
+            .expect("push stream in time")
+            .expect("push stream");
+        let info = recv_frame(&mut pushes).await;
+        assert_eq!(info["type"], "server_info", "{info}");
+        Self {
+            connection,
+            pushes,
+            _endpoint: endpoint,
+        }
+    }
+
+    /// A QUIC connection to the server, before anything is read from it.
+    pub async fn handshake(
+        addr: SocketAddr,
+        trusted: rustls::pki_types::CertificateDer<'static>,
+    ) -> (quinn::Endpoint, quinn::Connection) {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(trusted).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -72,17 +91,7 @@ impl QuicClient {
                 .await
                 .expect("QUIC handshake in time")
                 .expect("QUIC handshake");
-        let mut pushes = tokio::time::timeout(PATIENCE, connection.accept_uni())
-            .await
-            .expect("push stream in time")
-            .expect("push stream");
-        let info = recv_frame(&mut pushes).await;
-        assert_eq!(info["type"], "server_info", "{info}");
-        Self {
-            connection,
-            pushes,
-            _endpoint: endpoint,
-        }
+        (endpoint, connection)
     }
 
     /// One request on a stream of its own.
@@ -109,14 +118,15 @@ pub struct WebTransportClient {
 
 impl WebTransportClient {
     pub async fn connect(server: &TestServer) -> Self {
-        Self::connect_path(server, "/")
+        Self::connect_with(server, "/", None)
             .await
             .expect("WebTransport session")
     }
 
-    pub async fn connect_path(
+    pub async fn connect_with(
         server: &TestServer,
         path: &str,
+        origin: Option<&str>,
     ) -> Result<Self, wtransport::error::ConnectingError> {
         let hash = wtransport::tls::Sha256Digest::new(server.certificates.sha256());
         let config = wtransport::ClientConfig::builder()
@@ -125,7 +135,11 @@ impl WebTransportClient {
             .build();
         let endpoint = wtransport::Endpoint::client(config).unwrap();
         let url = format!("https://127.0.0.1:{}{path}", server.quic_addr.port());
-        let connection = tokio::time::timeout(PATIENCE, endpoint.connect(url))
+        let mut options = wtransport::endpoint::ConnectOptions::builder(url);
+        if let Some(origin) = origin {
+            options = options.add_header("origin", origin);
+        }
+        let connection = tokio::time::timeout(PATIENCE, endpoint.connect(options.build()))
             .await
             .expect("WebTransport handshake in time")?;
         let mut pushes = tokio::time::timeout(PATIENCE, connection.accept_uni())
