@@ -59,9 +59,10 @@ const browser = await chromium.launchPersistentContext(profile, {
          "--disable-component-update", "--disable-sync"],
 });
 
-async function open(peer, token, { disableWebTransport, expectPush }) {
+async function open(peer, token, { disableWebTransport, wrongHash, expectPush }) {
   const query = new URLSearchParams({ http: args.http, wt: args.wt, ws: args.ws, peer, token,
-    disableWebTransport: disableWebTransport ? "1" : "0", expectPush: expectPush ? "1" : "0" });
+    disableWebTransport: disableWebTransport ? "1" : "0", wrongHash: wrongHash ? "1" : "0",
+    expectPush: expectPush ? "1" : "0" });
   const page = await browser.newPage();
   page.on("console", (message) => console.log(`  [${peer}] ${message.text()}`));
   await page.goto(`${pageBase}?${query}`);
@@ -93,7 +94,7 @@ async function scenario(name, first, second) {
   const laterState = await reach(later, second.peer, "done");
   const matched = await reach(earlier, first.peer, "done");
   for (const [state, options, peer] of [[earlierState, first, first.peer], [laterState, second, second.peer]]) {
-    const expected = options.disableWebTransport ? "websocket" : "webtransport";
+    const expected = options.disableWebTransport || options.wrongHash ? "websocket" : "webtransport";
     check(state.transport === expected, `${peer} used ${state.transport}, expected ${expected}`);
     check(state.certificateHash === hash.value, `${peer} read the hash ${state.certificateHash}`);
     check(state.serverInfo?.type === "server_info", `${peer}: no server_info (${JSON.stringify(state.serverInfo)})`);
@@ -119,7 +120,10 @@ try {
   await scenario("websocket-first",
     { peer: "page-ws-2", disableWebTransport: true },
     { peer: "page-wt-2", disableWebTransport: false });
-  console.log("browser interop: 2 passed, 0 failed");
+  await scenario("webtransport-fails",
+    { peer: "page-wt-3", disableWebTransport: false },
+    { peer: "page-badhash-3", wrongHash: true });
+  console.log("browser interop: 3 passed, 0 failed");
 } finally {
   await browser.close();
   pages.close();

@@ -13,8 +13,9 @@ command -v node >/dev/null || fail "node is missing"
 node --test clients/js/
 
 cargo build --quiet --bin zajel-signal
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 log=$(mktemp)
-./target/debug/zajel-signal --ws-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --server-id interop >"$log" 2>&1 &
+"$target_dir/debug/zajel-signal" --ws-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --server-id interop >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -30,4 +31,4 @@ echo "interop: server on ws://$ws_addr and quic://$quic_addr"
 
 node interop/browser.mjs --http "http://$ws_addr" --wt "https://$quic_addr/" --ws "ws://$ws_addr/"
 .interop/venv/bin/python interop/aioquic_client.py --http "http://$ws_addr" --quic "$quic_addr"
-echo "interop: 4 passed, 0 failed"
+echo "interop: 5 passed, 0 failed"

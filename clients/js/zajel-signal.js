@@ -18,31 +18,42 @@ export async function fetchCertificateHash(httpBase) {
 
 /**
  * Opens a session: WebTransport first when the browser has it, WebSocket when it does not or when
- * WebTransport fails. `transports` may restrict the order, e.g. ["websocket"].
+ * WebTransport fails. `transports` may restrict the order, e.g. ["websocket"]. The client sends a
+ * `ping` every `keepAliveMs` so that the server does not close it as idle, and calls `onClose` once
+ * when the session ends.
  */
 export async function connect({
   webTransportUrl,
   webSocketUrl,
   certificateHash,
   onPush = () => {},
+  onClose = () => {},
   transports = ["webtransport", "websocket"],
   timeoutMs = 10000,
+  requestTimeoutMs = 15000,
+  keepAliveMs = 30000,
 }) {
   const failures = [];
   for (const transport of transports) {
+    // Whatever an attempt opened is closed again if the attempt fails or times out.
+    const attempt = { close: () => {} };
     try {
+      let open;
       if (transport === "webtransport") {
         if (!webTransportUrl) throw new Error("no webTransportUrl");
         if (typeof globalThis.WebTransport !== "function") throw new Error("WebTransport is not available");
-        return await withTimeout(
-          WebTransportClient.open(webTransportUrl, certificateHash, onPush), timeoutMs, "WebTransport");
-      }
-      if (transport === "websocket") {
+        open = WebTransportClient.open(webTransportUrl, certificateHash, attempt);
+      } else if (transport === "websocket") {
         if (!webSocketUrl) throw new Error("no webSocketUrl");
-        return await withTimeout(WebSocketClient.open(webSocketUrl, onPush), timeoutMs, "WebSocket");
+        open = WebSocketClient.open(webSocketUrl, attempt);
+      } else {
+        throw new Error(`unknown transport ${transport}`);
       }
-      throw new Error(`unknown transport ${transport}`);
+      const client = await withTimeout(open, timeoutMs, transport);
+      client.start({ onPush, onClose, requestTimeoutMs, keepAliveMs });
+      return client;
     } catch (error) {
+      attempt.close();
       failures.push(`${transport}: ${error.message ?? error}`);
     }
   }
@@ -57,42 +68,105 @@ function withTimeout(promise, ms, what) {
   ]);
 }
 
+function expectServerInfo(message) {
+  if (message?.type !== "server_info") {
+    throw new Error(`refused: ${message?.code ?? message?.type} ${message?.message ?? ""}`.trim());
+  }
+  return message;
+}
+
 let nextRequestId = 1;
 
-class WebTransportClient {
-  static async open(url, certificateHash, onPush) {
+/** What both transports share: request timeouts, keep-alive pings, push delivery, one close. */
+class Session {
+  start({ onPush, onClose, requestTimeoutMs, keepAliveMs }) {
+    this.onPush = onPush;
+    this.onCloseCallback = onClose;
+    this.requestTimeoutMs = requestTimeoutMs;
+    this.keepAlive = setInterval(() => this.request({ type: "ping" }).catch(() => {}), keepAliveMs);
+    for (const message of this.early ?? []) this.deliver(message);
+    this.early = undefined;
+  }
+
+  deliver(message) {
+    if (!this.onPush) {
+      (this.early ??= []).push(message);
+      return;
+    }
+    try {
+      this.onPush(message);
+    } catch (error) {
+      console.error("zajel-signal: onPush threw", error);
+    }
+  }
+
+  ended(reason) {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepAlive);
+    this.onCloseCallback?.(reason);
+  }
+
+  /** Resolves with the reply to `message` (a `requestId` is added), or rejects after the timeout. */
+  request(message) {
+    if (this.closed) return Promise.reject(new Error("the session is closed"));
+    const requestId = nextRequestId++;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        this.forget?.(requestId);
+        reject(new Error(`no reply to ${message.type} in ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+    });
+    return Promise.race([this.exchange({ ...message, requestId }, requestId), timeout])
+      .finally(() => clearTimeout(timer));
+  }
+}
+
+class WebTransportClient extends Session {
+  static async open(url, certificateHash, attempt) {
     const options = certificateHash
       ? { serverCertificateHashes: [{ algorithm: "sha-256", value: base64ToBytes(certificateHash) }] }
       : {};
     const transport = new WebTransport(url, options);
+    attempt.close = () => transport.close();
     await transport.ready;
-    const client = new WebTransportClient(transport, onPush);
     const streams = transport.incomingUnidirectionalStreams.getReader();
     const { value: pushStream, done } = await streams.read();
     streams.releaseLock();
     if (done) throw new Error("no push stream");
     const frames = frameReader(pushStream);
     const first = await frames.next();
-    if (first.done) throw new Error("push stream ended before server_info");
-    client.serverInfo = decodeCbor(first.value);
+    if (first.done) throw new Error("the push stream ended before server_info");
+    const client = new WebTransportClient(transport, expectServerInfo(decodeCbor(first.value)));
     (async () => {
-      for await (const frame of frames) onPush(decodeCbor(frame));
-    })().catch(() => {});
+      for await (const frame of frames) {
+        let message;
+        try {
+          message = decodeCbor(frame);
+        } catch (error) {
+          console.error("zajel-signal: undecodable push", error);
+          continue;
+        }
+        client.deliver(message);
+      }
+    })().catch(() => {}).finally(() => client.ended("push stream ended"));
+    transport.closed.then(() => client.ended("closed"), (error) => client.ended(String(error)));
     return client;
   }
 
-  constructor(transport, onPush) {
+  constructor(connection, serverInfo) {
+    super();
     this.transport = "webtransport";
-    this.connection = transport;
-    this.onPush = onPush;
+    this.connection = connection;
+    this.serverInfo = serverInfo;
   }
 
-  /** Sends one request on a stream of its own; resolves with its reply. */
-  async request(message) {
-    const withId = { requestId: nextRequestId++, ...message };
+  /** One request on a stream of its own. */
+  async exchange(message) {
     const stream = await this.connection.createBidirectionalStream();
     const writer = stream.writable.getWriter();
-    await writer.write(frame(encodeCbor(withId)));
+    await writer.write(frame(encodeCbor(message)));
     await writer.close();
     const { value, done } = await frameReader(stream.readable).next();
     if (done) throw new Error("the stream ended without a reply");
@@ -101,28 +175,41 @@ class WebTransportClient {
 
   close() {
     this.connection.close();
+    this.ended("closed by the client");
   }
 }
 
-class WebSocketClient {
-  static open(url, onPush) {
+class WebSocketClient extends Session {
+  static open(url, attempt) {
     return new Promise((resolve, reject) => {
       const socket = new WebSocket(url);
+      attempt.close = () => socket.close();
       socket.binaryType = "arraybuffer";
-      const client = new WebSocketClient(socket, onPush);
+      const client = new WebSocketClient(socket);
       socket.onerror = () => reject(new Error("WebSocket failed"));
       socket.onclose = (event) => {
         reject(new Error(`WebSocket closed (${event.code})`));
         for (const { fail } of client.pending.values()) fail(new Error(`closed (${event.code})`));
         client.pending.clear();
+        client.ended(`closed (${event.code})`);
       };
       socket.onmessage = (event) => {
-        const message = typeof event.data === "string"
-          ? JSON.parse(event.data)
-          : decodeCbor(new Uint8Array(event.data));
-        if (!client.serverInfo && message.type === "server_info") {
-          client.serverInfo = message;
-          resolve(client);
+        let message;
+        try {
+          message = typeof event.data === "string"
+            ? JSON.parse(event.data)
+            : decodeCbor(new Uint8Array(event.data));
+        } catch (error) {
+          console.error("zajel-signal: undecodable message", error);
+          return;
+        }
+        if (!client.serverInfo) {
+          try {
+            client.serverInfo = expectServerInfo(message);
+            resolve(client);
+          } catch (error) {
+            reject(error);
+          }
           return;
         }
         const waiting = message.requestId !== undefined && client.pending.get(message.requestId);
@@ -130,26 +217,29 @@ class WebSocketClient {
           client.pending.delete(message.requestId);
           waiting.done(message);
         } else {
-          client.onPush(message);
+          client.deliver(message);
         }
       };
     });
   }
 
-  constructor(socket, onPush) {
+  constructor(socket) {
+    super();
     this.transport = "websocket";
     this.socket = socket;
-    this.onPush = onPush;
     this.pending = new Map();
   }
 
   /** Sends one request as JSON; resolves with the reply carrying its requestId. */
-  request(message) {
-    const requestId = nextRequestId++;
+  exchange(message, requestId) {
     return new Promise((done, fail) => {
       this.pending.set(requestId, { done, fail });
-      this.socket.send(JSON.stringify({ requestId, ...message }));
+      this.socket.send(JSON.stringify(message));
     });
+  }
+
+  forget(requestId) {
+    this.pending.delete(requestId);
   }
 
   close() {
@@ -211,7 +301,9 @@ export function encodeCbor(value) {
   };
   const text = new TextEncoder();
   const write = (v) => {
-    if (v === null || v === undefined) out.push(0xf6);
+    // The same values as JSON.stringify: toJSON() is honoured, non-finite numbers become null.
+    if (v !== null && typeof v === "object" && typeof v.toJSON === "function") v = v.toJSON();
+    if (v === null || v === undefined || (typeof v === "number" && !Number.isFinite(v))) out.push(0xf6);
     else if (v === false) out.push(0xf4);
     else if (v === true) out.push(0xf5);
     else if (typeof v === "number") {
@@ -242,16 +334,17 @@ export function decodeCbor(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const text = new TextDecoder("utf-8", { fatal: true });
   let at = 0;
-  const length = (info) => {
+  const length = (info, indefiniteAllowed) => {
     if (info < 24) return info;
     if (info === 24) return view.getUint8(at++);
     if (info === 25) { const n = view.getUint16(at); at += 2; return n; }
     if (info === 26) { const n = view.getUint32(at); at += 4; return n; }
     if (info === 27) { const n = Number(view.getBigUint64(at)); at += 8; return n; }
-    if (info === 31) return -1;
+    if (info === 31 && indefiniteAllowed) return -1;
     throw new Error("invalid CBOR length");
   };
-  const read = () => {
+  // `inIndefinite`: a break may end the container being read.
+  const read = (inIndefinite = false) => {
     const initial = view.getUint8(at++);
     const major = initial >> 5, info = initial & 31;
     if (major === 7) {
@@ -261,32 +354,36 @@ export function decodeCbor(bytes) {
       if (info === 25) { const half = view.getUint16(at); at += 2; return decodeHalf(half); }
       if (info === 26) { const n = view.getFloat32(at); at += 4; return n; }
       if (info === 27) { const n = view.getFloat64(at); at += 8; return n; }
-      if (info === 31) return BREAK;
+      if (info === 31 && inIndefinite) return BREAK;
       throw new Error("unsupported CBOR simple value");
     }
-    const n = length(info);
+    const n = length(info, major >= 2 && major <= 5);
     switch (major) {
       case 0: return n;
       case 1: return -1 - n;
       case 2: case 3: {
         if (n < 0) {
           const parts = [];
-          for (let part = read(); part !== BREAK; part = read()) parts.push(part);
+          for (let part = read(true); part !== BREAK; part = read(true)) parts.push(part);
           return major === 3 ? parts.join("") : concatBytes(parts);
         }
         const slice = bytes.subarray(at, at + n); at += n;
+        if (slice.length < n) throw new Error("truncated CBOR");
         return major === 3 ? text.decode(slice) : slice.slice();
       }
       case 4: {
         const items = [];
-        if (n < 0) for (let item = read(); item !== BREAK; item = read()) items.push(item);
+        if (n < 0) for (let item = read(true); item !== BREAK; item = read(true)) items.push(item);
         else for (let i = 0; i < n; i++) items.push(read());
         return items;
       }
       case 5: {
         const map = {};
-        if (n < 0) for (let key = read(); key !== BREAK; key = read()) map[key] = read();
-        else for (let i = 0; i < n; i++) { const key = read(); map[key] = read(); }
+        // defineProperty, as JSON.parse does, so that a "__proto__" key is an ordinary key.
+        const put = (key, value) =>
+          Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+        if (n < 0) for (let key = read(true); key !== BREAK; key = read(true)) put(key, read());
+        else for (let i = 0; i < n; i++) { const key = read(); put(key, read()); }
         return map;
       }
       case 6: return read(); // a tag: keep its content

@@ -36,3 +36,24 @@ test("the decoder reads indefinite lengths, half floats and tags", () => {
 test("trailing bytes are refused", () => {
   assert.throws(() => decodeCbor(Uint8Array.from([0xa0, 0x00])));
 });
+
+test("a __proto__ key is an ordinary key, as with JSON.parse", () => {
+  // {"__proto__": {"x": 1}}
+  const bytes = encodeCbor(JSON.parse('{"__proto__": {"x": 1}}'));
+  const decoded = decodeCbor(bytes);
+  assert.equal(Object.getPrototypeOf(decoded), Object.prototype);
+  assert.deepEqual(Object.keys(decoded), ["__proto__"]);
+  assert.equal(decoded.x, undefined);
+});
+
+test("malformed items are refused", () => {
+  assert.throws(() => decodeCbor(Uint8Array.from([0x1f])), /length/); // indefinite integer
+  assert.throws(() => decodeCbor(Uint8Array.from([0xa1, 0x61, 0x61, 0xff]))); // break as a value
+  assert.throws(() => decodeCbor(Uint8Array.from([0x63, 0x61]))); // truncated text
+});
+
+test("the encoder follows JSON.stringify for dates and non-finite numbers", () => {
+  const date = new Date(0);
+  assert.deepEqual(decodeCbor(encodeCbor({ d: date, n: NaN, i: Infinity })),
+    JSON.parse(JSON.stringify({ d: date, n: NaN, i: Infinity })));
+});
