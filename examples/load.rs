@@ -1,13 +1,17 @@
-//! Load generator for a running server: throughput, latency and server cost per request and per session.
+//! Load generator for a running server: throughput, latency and server cost per request and per session,
+//! over WebSocket (JSON or CBOR) or raw QUIC (CBOR frames, one request stream per session).
 //!
-//!     cargo run --release --example ws_load -- --addr 127.0.0.1:8080 --server-pid <PID> \
+//!     cargo run --release --example load -- --addr 127.0.0.1:8080 --server-pid <PID> \
 //!         --sessions 1000 --requests 200 --workload rendezvous --encoding cbor
+//!     cargo run --release --example load -- --transport quic --addr 127.0.0.1:8080 \
+//!         --quic-addr 127.0.0.1:4433 --sessions 1000 --requests 200
 //!
 //! Every session runs a closed loop (send, wait for the reply, repeat). With `--server-pid` it also
 //! reports the server's resident memory per connected session and its CPU time per request, read from
 //! /proc: on a 2-core machine the load generator competes with the server for CPU, so CPU time per
 //! request compares runs better than requests per second.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +22,19 @@ use tokio::net::TcpStream;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, client_async};
+use wtransport::quinn;
+use zajel_signal::protocol::framing::{read_frame, write_frame};
 
 #[derive(Parser)]
 struct Args {
-    /// The server's WebSocket address.
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    transport: Transport,
+    /// The server's WebSocket (and HTTP) address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// The server's QUIC address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    quic_addr: SocketAddr,
     /// Concurrent sessions.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
@@ -37,6 +48,13 @@ struct Args {
     /// The server's process id, to read its memory and CPU time.
     #[arg(long)]
     server_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Transport {
+    Websocket,
+    /// Raw QUIC, ALPN zajel/1; always CBOR.
+    Quic,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,15 +98,116 @@ fn decode(message: Message) -> Value {
     }
 }
 
-async fn round_trip(ws: &mut Socket, request: &Value, encoding: WireEncoding) -> Value {
-    ws.send(encode(request, encoding)).await.expect("send");
-    loop {
-        let reply = decode(ws.next().await.expect("open").expect("frame"));
-        // Pushes (rendezvous matches) may arrive between replies; only the reply ends the round trip.
-        if reply.get("requestId").is_some() {
-            return reply;
+/// One session, on either transport.
+enum Link {
+    WebSocket(Box<Socket>, WireEncoding),
+    Quic {
+        connection: quinn::Connection,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    },
+}
+
+impl Link {
+    async fn websocket(addr: &str, encoding: WireEncoding) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).ok();
+        let (mut ws, _) = client_async(format!("ws://{addr}/"), stream)
+            .await
+            .expect("handshake");
+        decode(ws.next().await.unwrap().unwrap());
+        Self::WebSocket(Box::new(ws), encoding)
+    }
+
+    async fn quic(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Self {
+        let connection = endpoint
+            .connect(addr, "localhost")
+            .unwrap()
+            .await
+            .expect("QUIC handshake");
+        let mut pushes = connection.accept_uni().await.expect("push stream");
+        let mut frame = Vec::new();
+        read_frame(&mut pushes, usize::MAX, &mut frame)
+            .await
+            .expect("server_info");
+        // Pushes (a partner's matches) are read and dropped, as a client that keeps up would.
+        tokio::spawn(async move {
+            let mut frame = Vec::new();
+            while let Ok(true) = read_frame(&mut pushes, usize::MAX, &mut frame).await {}
+        });
+        let (send, recv) = connection.open_bi().await.expect("request stream");
+        Self::Quic {
+            connection,
+            send,
+            recv,
         }
     }
+
+    async fn round_trip(&mut self, request: &Value) -> Value {
+        match self {
+            Self::WebSocket(ws, encoding) => {
+                ws.send(encode(request, *encoding)).await.expect("send");
+                loop {
+                    let reply = decode(ws.next().await.expect("open").expect("frame"));
+                    // Pushes may arrive between replies; only the reply ends the round trip.
+                    if reply.get("requestId").is_some() {
+                        return reply;
+                    }
+                }
+            }
+            Self::Quic { send, recv, .. } => {
+                let mut bytes = Vec::new();
+                ciborium::into_writer(request, &mut bytes).expect("encodes");
+                write_frame(send, &bytes).await.expect("send");
+                let mut frame = Vec::new();
+                read_frame(recv, usize::MAX, &mut frame)
+                    .await
+                    .expect("reply");
+                decode(Message::binary(frame))
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::WebSocket(mut ws, _) => {
+                WebSocketStream::close(&mut ws, None).await.ok();
+            }
+            Self::Quic { connection, .. } => connection.close(0u32.into(), b"done"),
+        }
+    }
+}
+
+/// A QUIC client endpoint that trusts the server's certificate by the hash it serves at /cert-hash.
+async fn quic_client(http_addr: &str) -> quinn::Endpoint {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(http_addr).await.expect("HTTP connect");
+    let request =
+        format!("GET /cert-hash HTTP/1.1\r\nHost: {http_addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body: Value =
+        serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    use base64::Engine as _;
+    let hash: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(body["value"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let verifier =
+        wtransport::tls::client::ServerHashVerification::new([wtransport::tls::Sha256Digest::new(
+            hash,
+        )]);
+    let mut tls = wtransport::tls::client::build_default_tls_config(
+        Arc::new(rustls::RootCertStore::empty()),
+        Some(Arc::new(verifier)),
+    );
+    tls.alpn_protocols = vec![b"zajel/1".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
 }
 
 fn request(workload: Workload, session: usize, n: usize) -> Value {
@@ -138,6 +257,10 @@ async fn main() {
     let usage = || args.server_pid.map(process_usage);
     let before_connect = usage();
 
+    let quic_endpoint = match args.transport {
+        Transport::Quic => Some(quic_client(&args.addr).await),
+        Transport::Websocket => None,
+    };
     let handshakes = Arc::new(Semaphore::new(128));
     let connected = Arc::new(Barrier::new(args.sessions + 1));
     let start_line = Arc::new(Barrier::new(args.sessions + 1));
@@ -151,19 +274,19 @@ async fn main() {
         );
         let (handshakes, connected, start_line) =
             (handshakes.clone(), connected.clone(), start_line.clone());
+        let quic = quic_endpoint.clone();
+        let quic_addr = args.quic_addr;
         tasks.push(tokio::spawn(async move {
             let permit = handshakes.acquire().await.unwrap();
-            let stream = TcpStream::connect(&addr).await.expect("connect");
-            stream.set_nodelay(true).ok();
-            let (mut ws, _) = client_async(format!("ws://{addr}/"), stream)
-                .await
-                .expect("handshake");
+            let mut link = match &quic {
+                Some(endpoint) => Link::quic(endpoint, quic_addr).await,
+                None => Link::websocket(&addr, encoding).await,
+            };
             drop(permit);
-            decode(ws.next().await.unwrap().unwrap());
             if matches!(workload, Workload::Relays) {
                 let register = json!({"type": "register", "peerId": format!("load-{session}"),
                                       "maxConnections": 100, "requestId": 0});
-                round_trip(&mut ws, &register, encoding).await;
+                link.round_trip(&register).await;
             }
             connected.wait().await;
             start_line.wait().await;
@@ -171,11 +294,11 @@ async fn main() {
             for n in 1..=requests {
                 let message = request(workload, session, n);
                 let sent = Instant::now();
-                let reply = round_trip(&mut ws, &message, encoding).await;
+                let reply = link.round_trip(&message).await;
                 latencies.push(sent.elapsed());
                 assert_ne!(reply["type"], "error", "{reply}");
             }
-            ws.close(None).await.ok();
+            link.close().await;
             latencies
         }));
     }
