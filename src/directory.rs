@@ -86,6 +86,18 @@ impl Directory {
         }
     }
 
+    /// Queues a push for the live session holding `code` as its pairing code. Returns false when none
+    /// does (a relay id of the same spelling is not a pairing code).
+    pub fn push_to_code(&self, code: &str, message: ServerMessage) -> bool {
+        match self.holders.get(code) {
+            Some(holder) if holder.as_code => {
+                holder.pushes.push(message);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Names held by live sessions.
     pub fn len(&self) -> usize {
         self.holders.len()

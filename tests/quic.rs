@@ -295,6 +295,79 @@ async fn cert_hash_serves_the_certificates_sha256() {
     server.stop().await;
 }
 
+/// A WebTransport client and a WebSocket client exchange an offer, an answer and 20 ICE candidates
+/// each way, in order.
+#[tokio::test]
+async fn signals_cross_transports_in_order() {
+    let server = TestServer::start().await;
+    let mut browser = WebTransportClient::connect(&server).await;
+    let mut phone = server.connect().await;
+    browser
+        .request(
+            &json!({"type": "register", "pairingCode": "BRWSER", "publicKey": common::PUBLIC_KEY}),
+        )
+        .await;
+    phone
+        .request(
+            json!({"type": "register", "pairingCode": "PHNE22", "publicKey": common::PUBLIC_KEY}),
+        )
+        .await;
+
+    // The browser sends everything on one stream: each frame is acknowledged, in order.
+    let (mut send, mut recv) = browser.connection.open_bi().await.unwrap().await.unwrap();
+    send_frame(
+        &mut send,
+        &json!({"type": "offer", "target": "PHNE22", "payload": {"sdp": "offer-sdp"}}),
+    )
+    .await;
+    for i in 0..20 {
+        send_frame(
+            &mut send,
+            &json!({"type": "ice_candidate", "target": "PHNE22",
+                                      "payload": {"candidate": format!("b{i}")}}),
+        )
+        .await;
+    }
+    send.shutdown().await.unwrap();
+    assert_eq!(
+        recv_frame(&mut recv).await,
+        json!({"type": "ack", "for": "offer"})
+    );
+    for _ in 0..20 {
+        assert_eq!(recv_frame(&mut recv).await["for"], "ice_candidate");
+    }
+    assert_eq!(
+        phone.recv().await,
+        json!({"type": "offer", "from": "BRWSER", "payload": {"sdp": "offer-sdp"}})
+    );
+    for i in 0..20 {
+        let candidate = phone.recv().await;
+        assert_eq!(candidate["type"], "ice_candidate");
+        assert_eq!(candidate["payload"]["candidate"], format!("b{i}"));
+    }
+
+    // The phone answers over WebSocket, which sends no acks: the next frame it gets is its pong.
+    phone
+        .send_json(&json!({"type": "answer", "target": "BRWSER", "payload": {"sdp": "answer-sdp"}}))
+        .await;
+    for i in 0..20 {
+        phone
+            .send_json(&json!({"type": "ice_candidate", "target": "BRWSER",
+                               "payload": {"candidate": format!("p{i}")}}))
+            .await;
+    }
+    assert_eq!(phone.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(
+        recv_frame(&mut browser.pushes).await,
+        json!({"type": "answer", "from": "PHNE22", "payload": {"sdp": "answer-sdp"}})
+    );
+    for i in 0..20 {
+        let candidate = recv_frame(&mut browser.pushes).await;
+        assert_eq!(candidate["payload"]["candidate"], format!("p{i}"));
+    }
+    server.stop().await;
+}
+
 /// Three peers on three transports share an hourly token and a daily point.
 #[tokio::test]
 async fn three_transports_share_one_set_of_registries() {

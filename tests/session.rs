@@ -347,9 +347,11 @@ fn pushes_go_to_the_holder_of_the_name_whichever_role() {
     let fixture = Fixture::new();
     let mut phone = fixture.open();
     let browser = fixture.open();
-    phone.request(json!({"type": "register", "pairingCode": "PHONE2", "publicKey": PUBLIC_KEY}));
+    let reply = phone
+        .request(json!({"type": "register", "pairingCode": "PHNE22", "publicKey": PUBLIC_KEY}));
+    assert_eq!(reply["type"], "registered", "{reply}");
     phone
-        .request(json!({"type": "register_rendezvous", "peerId": "PHONE2", "hourlyTokens": ["t"]}));
+        .request(json!({"type": "register_rendezvous", "peerId": "PHNE22", "hourlyTokens": ["t"]}));
     browser.request(
         json!({"type": "register_rendezvous", "peerId": "browser", "hourlyTokens": ["t"]}),
     );
@@ -441,6 +443,50 @@ fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
         "room again once entries expire"
     );
     assert_eq!(session.request(json!({"type": "ping"}))["type"], "pong");
+}
+
+#[test]
+fn signals_reach_the_target_code_unchanged_and_are_acknowledged() {
+    let fixture = Fixture::new();
+    let caller = fixture.open();
+    let mut callee = fixture.open();
+    caller.request(json!({"type": "register", "pairingCode": "CALLER", "publicKey": PUBLIC_KEY}));
+    callee.request(json!({"type": "register", "pairingCode": "CALLEE", "publicKey": PUBLIC_KEY}));
+    let payload = json!({"sdp": "v=0\r\n", "nested": [1, 2.5, null, {"k": "ü"}]});
+    let reply = caller.request(
+        json!({"type": "offer", "target": "CALLEE", "payload": payload,
+                                      "requestId": 3}),
+    );
+    assert_eq!(
+        reply,
+        json!({"type": "ack", "for": "offer", "requestId": 3})
+    );
+    assert_eq!(
+        callee.next_push(),
+        Some(json!({"type": "offer", "from": "CALLER", "payload": payload}))
+    );
+}
+
+#[test]
+fn signals_need_a_pairing_code_and_a_live_target_code() {
+    let fixture = Fixture::new();
+    let sender = fixture.open();
+    let relay = fixture.open();
+    relay.request(json!({"type": "register", "peerId": "RELAY2"}));
+    let offer = |target: &str| json!({"type": "offer", "target": target, "payload": {}});
+    assert_eq!(sender.request(offer("RELAY2"))["code"], "not_registered");
+    sender.request(json!({"type": "register", "pairingCode": "SENDER", "publicKey": PUBLIC_KEY}));
+    assert_eq!(sender.request(offer("NBDY23"))["code"], "peer_not_found");
+    assert_eq!(
+        sender.request(offer("RELAY2"))["code"],
+        "peer_not_found",
+        "a relay id is not a pairing code"
+    );
+    assert_eq!(sender.request(offer("bad code"))["code"], "invalid_message");
+    let reply = sender.request(json!({"type": "call_offer", "target": "SENDER",
+                                      "payload": {"callId": "nope", "sdp": "v=0"}}));
+    assert_eq!(reply["code"], "invalid_message");
+    assert!(reply["message"].as_str().unwrap().contains("callId"));
 }
 
 #[test]

@@ -59,6 +59,23 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    /// The answer on QUIC and WebTransport to a request that succeeded with no reply of its own
+    /// (WebSocket sends nothing then).
+    Ack {
+        #[serde(rename = "for")]
+        request_type: &'static str,
+    },
+    /// A signal forwarded to its target: `{type, from, payload}`.
+    #[serde(untagged)]
+    Forwarded(Forwarded),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Forwarded {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub from: Name,
+    pub payload: serde_json::Value,
 }
 
 impl ServerMessage {
@@ -80,6 +97,7 @@ pub enum ErrorCode {
     TooLarge,
     NotRegistered,
     PeerIdMismatch,
+    PeerNotFound,
     PeerIdTaken,
     OverCapacity,
 }

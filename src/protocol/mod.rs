@@ -6,6 +6,7 @@ pub mod framing;
 pub mod message;
 pub mod names;
 pub mod request;
+pub mod signal;
 
 pub use codec::{DecodeError, Encoding, Envelope, RequestId};
 pub use message::{ErrorCode, ServerMessage};

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::codec::Envelope;
 use super::names::{Name, PairingCode, PairingKey, RelayKey};
+use super::signal::{Signal, SignalKind, parse_signal};
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 20;
 const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=1000;
@@ -50,6 +51,7 @@ pub enum Request {
         count: usize,
     },
     RegisterRendezvous(RendezvousRequest),
+    Signal(Signal),
 }
 
 #[derive(Debug, PartialEq)]
@@ -105,7 +107,10 @@ impl Request {
             "register_rendezvous" => {
                 parse_rendezvous(fields_of(fields)?, limits).map(Self::RegisterRendezvous)
             }
-            _ => Err(RequestError::UnknownType(kind)),
+            other => match SignalKind::from_type(other) {
+                Some(signal) => parse_signal(signal, fields_of(fields)?).map(Self::Signal),
+                None => Err(RequestError::UnknownType(kind)),
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod push;
 mod relay;
 mod rendezvous;
+mod signal;
 
 use std::sync::{Mutex, PoisonError};
 
@@ -64,8 +65,12 @@ pub enum Failure {
     Decode(DecodeError),
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("register as a relay on this session first")]
+    #[error(
+        "register as a relay (update_load) or with a pairing code (forwarding) on this session first"
+    )]
     NotRegistered,
+    #[error("no live session holds that pairing code")]
+    PeerNotFound,
     #[error("peerId is not an id of this session")]
     PeerIdMismatch,
     #[error("peerId is held by another session")]
@@ -83,6 +88,7 @@ impl Failure {
             Self::Request(RequestError::UnknownType(_)) => ErrorCode::UnknownType,
             Self::Request(RequestError::Invalid(_)) => ErrorCode::InvalidMessage,
             Self::NotRegistered => ErrorCode::NotRegistered,
+            Self::PeerNotFound => ErrorCode::PeerNotFound,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
             Self::RegistryFull => ErrorCode::OverCapacity,
@@ -178,6 +184,7 @@ impl Session {
             } => self.update_load(peer_id, connected_count),
             Request::GetRelays { peer_id, count } => self.get_relays(peer_id, count),
             Request::RegisterRendezvous(request) => self.register_rendezvous(request),
+            Request::Signal(signal) => self.forward(signal),
         }
     }
 

@@ -248,6 +248,11 @@ where
                     };
                     self.encoding = encoding;
                     let reply = session.handle(codec::decode(&bytes, encoding));
+                    // WebSocket has no acks: a request that succeeded with no reply gets none, as
+                    // the legacy servers did.
+                    if matches!(reply.message, ServerMessage::Ack { .. }) {
+                        continue;
+                    }
                     if let Err(ending) = self.send(&reply.message, reply.request_id.as_ref()).await {
                         return ending;
                     }
