@@ -122,6 +122,18 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
     pub max_rendezvous_results: usize,
 
+    /// How long a pairing request waits for its answer, in seconds.
+    #[arg(long, env = "ZAJEL_PAIR_EXPIRY_SECS", default_value_t = 120)]
+    pub pair_expiry_secs: u64,
+
+    /// How long before a pairing request expires both sides are warned, in seconds.
+    #[arg(long, env = "ZAJEL_PAIR_WARNING_SECS", default_value_t = 30)]
+    pub pair_warning_secs: u64,
+
+    /// Pending pairing requests one pairing code may have waiting for it.
+    #[arg(long, env = "ZAJEL_MAX_PENDING_PAIRS", default_value_t = 10)]
+    pub max_pending_pairs: usize,
+
     /// Most peers at one daily point or hourly token; a newcomer replaces the entry closest to expiry.
     #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
     pub max_peers_per_point: usize,
@@ -237,6 +249,7 @@ impl Config {
             ("sweep_interval_secs", self.sweep_interval_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("pair_expiry_secs", self.pair_expiry_secs),
         ] {
             check(
                 name,
@@ -254,6 +267,16 @@ impl Config {
             "max_sessions_per_ip",
             self.max_sessions_per_ip >= 1,
             "must be at least 1",
+        )?;
+        check(
+            "pair_warning_secs",
+            self.pair_warning_secs < self.pair_expiry_secs,
+            "must be shorter than pair_expiry_secs",
+        )?;
+        check(
+            "max_pending_pairs",
+            (1..=1000).contains(&self.max_pending_pairs),
+            "must be 1 to 1000",
         )?;
         check(
             "max_rendezvous_results",

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::session::push::PushSender;
 
@@ -22,6 +23,8 @@ struct Holder {
     pushes: PushSender,
     as_code: bool,
     as_relay_id: bool,
+    /// The public key registered with the pairing code.
+    code_key: Option<PairingKey>,
 }
 
 /// The name is held by another live session.
@@ -47,6 +50,7 @@ impl Directory {
             pushes: pushes.clone(),
             as_code: false,
             as_relay_id: false,
+            code_key: None,
         });
         if holder.session != session {
             return Err(Taken);
@@ -67,7 +71,10 @@ impl Directory {
             return;
         }
         match role {
-            Role::PairingCode => holder.as_code = false,
+            Role::PairingCode => {
+                holder.as_code = false;
+                holder.code_key = None;
+            }
             Role::RelayId => holder.as_relay_id = false,
         }
         if !holder.as_code && !holder.as_relay_id {
@@ -84,6 +91,24 @@ impl Directory {
             }
             None => false,
         }
+    }
+
+    /// Records the public key of a pairing code that `session` holds.
+    pub fn set_code_key(&mut self, code: &str, session: SessionId, key: PairingKey) {
+        if let Some(holder) = self.holders.get_mut(code)
+            && holder.session == session
+            && holder.as_code
+        {
+            holder.code_key = Some(key);
+        }
+    }
+
+    /// The public key of a pairing code held by a live session.
+    pub fn code_key(&self, code: &str) -> Option<&PairingKey> {
+        self.holders
+            .get(code)
+            .filter(|holder| holder.as_code)
+            .and_then(|holder| holder.code_key.as_ref())
     }
 
     /// Queues a push for the live session holding `code` as its pairing code. Returns false when none

@@ -14,6 +14,8 @@ use crate::clock::{Clock, Millis, duration_millis};
 use crate::config::Config;
 use crate::directory::{Directory, SessionId};
 use crate::protocol::RequestLimits;
+use crate::protocol::ServerMessage;
+use crate::registry::pairing::{PairingEvent, PairingRegistry, PairingTimes};
 use crate::registry::{Bounds, RelayRegistry, RendezvousRegistry, Swept, Ttls};
 
 /// Entries removed per lock acquisition while sweeping, so that requests wait at most one small batch.
@@ -32,6 +34,7 @@ pub struct Settings {
     pub max_rendezvous_entries: usize,
     pub ttls: Ttls,
     pub bounds: Bounds,
+    pub pairing: PairingTimes,
 }
 
 impl Settings {
@@ -60,6 +63,11 @@ impl Settings {
                 max_results: config.max_rendezvous_results,
                 max_peers_per_point: config.max_peers_per_point,
             },
+            pairing: PairingTimes {
+                expiry: duration_millis(Duration::from_secs(config.pair_expiry_secs)),
+                warning: duration_millis(Duration::from_secs(config.pair_warning_secs)),
+                max_pending_per_target: config.max_pending_pairs,
+            },
         }
     }
 }
@@ -71,6 +79,7 @@ pub struct State {
     pub directory: Directory,
     pub relays: RelayRegistry,
     pub rendezvous: RendezvousRegistry,
+    pub pairing: PairingRegistry,
     pub rng: SmallRng,
 }
 
@@ -121,6 +130,7 @@ impl Hub {
     /// A hub whose relay shuffling follows `rng`: tests seed it to be deterministic.
     pub fn with_rng(settings: Settings, clock: Arc<dyn Clock>, rng: SmallRng) -> Self {
         let rendezvous = RendezvousRegistry::new(settings.ttls, settings.bounds);
+        let pairing = PairingRegistry::new(settings.pairing);
         Self(Arc::new(Inner {
             settings,
             clock,
@@ -128,6 +138,7 @@ impl Hub {
                 directory: Directory::default(),
                 relays: RelayRegistry::new(),
                 rendezvous,
+                pairing,
                 rng,
             }),
             sessions: Mutex::new(SessionCount::default()),
@@ -181,6 +192,40 @@ impl Hub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .total
+    }
+
+    /// Sends what the pairing timers made due by now: `pair_expiring` to both sides of a request that ends
+    /// soon, `pair_timeout` to the requester of one that ended. Returns how many events there were.
+    pub fn run_pairing_timers(&self) -> usize {
+        let now = self.now();
+        let mut state = self.state();
+        let state = &mut *state;
+        let events = state.pairing.due_events(now);
+        let remaining_seconds = state.pairing.times().warning / 1000;
+        for event in &events {
+            match event {
+                PairingEvent::Expiring { requester, target } => {
+                    for (to, peer) in [(requester, target), (target, requester)] {
+                        state.directory.push_to_code(
+                            to.as_str(),
+                            ServerMessage::PairExpiring {
+                                peer_code: peer.clone(),
+                                remaining_seconds,
+                            },
+                        );
+                    }
+                }
+                PairingEvent::TimedOut { requester, target } => {
+                    state.directory.push_to_code(
+                        requester.as_str(),
+                        ServerMessage::PairTimeout {
+                            peer_code: target.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        events.len()
     }
 
     /// Removes up to one batch of rendezvous entries whose time has passed, under one short hold of the

@@ -36,6 +36,8 @@ use transport::TransportContext;
 
 /// How long shutdown waits for sessions to finish their closing handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often pairing timers are checked: warnings and timeouts are due to the second.
+const PAIRING_TICK: Duration = Duration::from_secs(1);
 /// How often the certificate is checked for renewal or changed files.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(30);
 
@@ -167,6 +169,10 @@ impl Server {
             sweep_interval,
             context.shutdown.clone(),
         ));
+        context.tasks.spawn(run_pairing_timers(
+            context.hub.clone(),
+            context.shutdown.clone(),
+        ));
         context.tasks.spawn(refresh_certificates(
             context.certificates.clone(),
             context.shutdown.clone(),
@@ -183,6 +189,20 @@ impl Server {
             warn!("some sessions did not close in time");
         }
         info!("stopped");
+    }
+}
+
+/// Sends pairing warnings and timeouts as they fall due, to the second.
+async fn run_pairing_timers(hub: Hub, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(PAIRING_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                hub.run_pairing_timers();
+            }
+        }
     }
 }
 

@@ -295,10 +295,10 @@ async fn cert_hash_serves_the_certificates_sha256() {
     server.stop().await;
 }
 
-/// A WebTransport client and a WebSocket client exchange an offer, an answer and 20 ICE candidates
-/// each way, in order.
+/// A WebTransport client pairs with a WebSocket client, and they exchange an offer, an answer and 20 ICE
+/// candidates each way, in order.
 #[tokio::test]
-async fn signals_cross_transports_in_order() {
+async fn a_browser_and_a_phone_pair_and_signal_across_transports_in_order() {
     let server = TestServer::start().await;
     let mut browser = WebTransportClient::connect(&server).await;
     let mut phone = server.connect().await;
@@ -312,6 +312,29 @@ async fn signals_cross_transports_in_order() {
             json!({"type": "register", "pairingCode": "PHNE22", "publicKey": common::PUBLIC_KEY}),
         )
         .await;
+
+    // They pair: the browser asks, the phone accepts.
+    let reply = browser
+        .request(&json!({"type": "pair_request", "targetCode": "PHNE22", "requestId": 1}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "ack", "for": "pair_request", "requestId": 1})
+    );
+    let incoming = phone.recv().await;
+    assert_eq!(incoming["type"], "pair_incoming");
+    assert_eq!(incoming["fromCode"], "BRWSER");
+    let matched = phone
+        .request(json!({"type": "pair_response", "targetCode": "BRWSER", "accepted": true}))
+        .await;
+    assert_eq!(matched["type"], "pair_matched");
+    assert_eq!(matched["isInitiator"], false);
+    let matched = recv_frame(&mut browser.pushes).await;
+    assert_eq!(
+        matched,
+        json!({"type": "pair_matched", "peerCode": "PHNE22", "peerPublicKey": common::PUBLIC_KEY,
+               "isInitiator": true})
+    );
 
     // The browser sends everything on one stream: each frame is acknowledged, in order.
     let (mut send, mut recv) = browser.connection.open_bi().await.unwrap().await.unwrap();

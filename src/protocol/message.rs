@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::registry::relays::RelayInfo;
 use crate::registry::rendezvous::{DeadDrop, LiveMatch};
 
-use super::names::Name;
+use super::names::{Name, PairingKey};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(
@@ -58,6 +58,32 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
+    },
+    PairIncoming {
+        from_code: Name,
+        from_public_key: PairingKey,
+        expires_in: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proposed_name: Option<String>,
+    },
+    PairMatched {
+        peer_code: Name,
+        peer_public_key: PairingKey,
+        is_initiator: bool,
+    },
+    PairRejected {
+        peer_code: Name,
+    },
+    PairExpiring {
+        peer_code: Name,
+        remaining_seconds: u64,
+    },
+    PairTimeout {
+        peer_code: Name,
+    },
+    /// A refused pairing request or answer (a message type of its own, for legacy clients).
+    PairError {
+        error: &'static str,
     },
     /// The answer on QUIC and WebTransport to a request that succeeded with no reply of its own
     /// (WebSocket sends nothing then).

@@ -17,6 +17,7 @@ const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=1000;
 const MAX_CONNECTED_COUNT: u32 = 10_000;
 const DEFAULT_RELAY_COUNT: usize = 10;
 const MAX_RELAY_COUNT: usize = 100;
+const MAX_PROPOSED_NAME_CHARS: usize = 128;
 
 /// The configurable bounds that requests are checked against.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +53,14 @@ pub enum Request {
     },
     RegisterRendezvous(RendezvousRequest),
     Signal(Signal),
+    PairRequest {
+        target_code: PairingCode,
+        proposed_name: Option<String>,
+    },
+    PairResponse {
+        target_code: PairingCode,
+        accepted: bool,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -107,6 +116,27 @@ impl Request {
             "register_rendezvous" => {
                 parse_rendezvous(fields_of(fields)?, limits).map(Self::RegisterRendezvous)
             }
+            "pair_request" => {
+                let fields: PairRequestFields = fields_of(fields)?;
+                if let Some(name) = &fields.proposed_name
+                    && name.chars().count() > MAX_PROPOSED_NAME_CHARS
+                {
+                    return Err(invalid(format!(
+                        "proposedName: at most {MAX_PROPOSED_NAME_CHARS} characters"
+                    )));
+                }
+                Ok(Self::PairRequest {
+                    target_code: fields.target_code,
+                    proposed_name: fields.proposed_name,
+                })
+            }
+            "pair_response" => {
+                let fields: PairResponseFields = fields_of(fields)?;
+                Ok(Self::PairResponse {
+                    target_code: fields.target_code,
+                    accepted: fields.accepted,
+                })
+            }
             other => match SignalKind::from_type(other) {
                 Some(signal) => parse_signal(signal, fields_of(fields)?).map(Self::Signal),
                 None => Err(RequestError::UnknownType(kind)),
@@ -130,6 +160,23 @@ fn fields_of<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, Reque
             invalid(format!("{path}: {inner}"))
         }
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairRequestFields {
+    #[serde(alias = "target_code")]
+    target_code: PairingCode,
+    #[serde(alias = "proposed_name")]
+    proposed_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairResponseFields {
+    #[serde(alias = "target_code")]
+    target_code: PairingCode,
+    accepted: bool,
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! Pure, synchronous registries. They know nothing of sockets, tasks or clocks: callers pass `now` and
 //! get back results, including whom to notify.
 
+pub mod pairing;
 pub mod relays;
 pub mod rendezvous;
 

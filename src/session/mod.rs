@@ -4,6 +4,7 @@
 //! Transports hand `handle` what they decoded and write back what it returns; message families
 //! (`relay`, `rendezvous`) add their handlers here without touching any transport.
 
+mod pairing;
 pub mod push;
 mod relay;
 mod rendezvous;
@@ -79,6 +80,8 @@ pub enum Failure {
     CodeCollision,
     #[error("the rendezvous registry is full; try again later")]
     RegistryFull,
+    #[error("{0}")]
+    PairError(&'static str),
 }
 
 impl Failure {
@@ -97,6 +100,7 @@ impl Failure {
                     message: "Pairing code already in use",
                 };
             }
+            Self::PairError(error) => return ServerMessage::PairError { error },
         };
         ServerMessage::error(code, self.to_string())
     }
@@ -185,6 +189,14 @@ impl Session {
             Request::GetRelays { peer_id, count } => self.get_relays(peer_id, count),
             Request::RegisterRendezvous(request) => self.register_rendezvous(request),
             Request::Signal(signal) => self.forward(signal),
+            Request::PairRequest {
+                target_code,
+                proposed_name,
+            } => self.pair_request(target_code, proposed_name),
+            Request::PairResponse {
+                target_code,
+                accepted,
+            } => self.pair_response(target_code, accepted),
         }
     }
 
@@ -196,7 +208,7 @@ impl Session {
     fn register_code(
         &self,
         pairing_code: PairingCode,
-        _public_key: PairingKey,
+        public_key: PairingKey,
     ) -> Result<ServerMessage, Failure> {
         let code = pairing_code.name().clone();
         let mut identity = self.identity();
@@ -205,12 +217,16 @@ impl Session {
             .directory
             .bind(&code, self.id(), &self.pushes, Role::PairingCode)
             .map_err(|_| Failure::CodeCollision)?;
+        state
+            .directory
+            .set_code_key(code.as_str(), self.id(), public_key);
         if let Some(old) = identity.pairing_code.replace(code.clone())
             && old != code
         {
             state
                 .directory
                 .release(old.as_str(), self.id(), Role::PairingCode);
+            state.pairing.remove_code(old.as_str());
             if identity.relay_id.as_ref() != Some(&old) {
                 state.rendezvous.remove_hourly(old.as_str());
             }
@@ -237,6 +253,7 @@ impl Drop for Session {
             state
                 .directory
                 .release(code.as_str(), id, Role::PairingCode);
+            state.pairing.remove_code(code.as_str());
             state.rendezvous.remove_hourly(code.as_str());
         }
         if let Some(relay_id) = &identity.relay_id {

@@ -1,0 +1,327 @@
+//! Pending pairing requests between pairing codes, with their timers.
+//!
+//! A request waits for the target's answer for a fixed time; a warning is due some time before the end.
+//! Both timers live in one index ordered by due time, driven by the clock like the rest of the
+//! registries: whoever calls `due_events` with the current time gets what fell due, and nothing is
+//! scheduled per request.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::clock::Millis;
+use crate::protocol::Name;
+use crate::protocol::names::PairingKey;
+
+/// How long requests wait, and when the warning comes.
+#[derive(Clone, Copy, Debug)]
+pub struct PairingTimes {
+    /// From the request to its timeout.
+    pub expiry: Millis,
+    /// How long before the timeout both sides are warned.
+    pub warning: Millis,
+    /// Pending requests one target may have at once.
+    pub max_pending_per_target: usize,
+}
+
+impl Default for PairingTimes {
+    fn default() -> Self {
+        Self {
+            expiry: 120_000,
+            warning: 30_000,
+            max_pending_per_target: 10,
+        }
+    }
+}
+
+/// Why a request was refused. The protocol answers all of these with one generic text, so that pairing
+/// codes cannot be enumerated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestRefused {
+    ToSelf,
+    TargetFull,
+}
+
+/// A request waiting for its target's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRequest {
+    pub requester_key: PairingKey,
+    pub proposed_name: Option<String>,
+}
+
+/// Something the clock made happen.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PairingEvent {
+    /// The request from `requester` to `target` ends soon: both are warned.
+    Expiring { requester: Name, target: Name },
+    /// The request from `requester` to `target` ended unanswered: the requester is told.
+    TimedOut { requester: Name, target: Name },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Warning,
+    Expiry,
+}
+
+type TimerKey = (Millis, u64, TimerKind);
+
+#[derive(Debug)]
+struct Pending {
+    request: PendingRequest,
+    warning: TimerKey,
+    expiry: TimerKey,
+}
+
+#[derive(Debug, Default)]
+pub struct PairingRegistry {
+    times: PairingTimes,
+    pending: HashMap<(Name, Name), Pending>,
+    by_target: HashMap<Name, HashSet<Name>>,
+    by_requester: HashMap<Name, HashSet<Name>>,
+    timers: BTreeMap<TimerKey, (Name, Name)>,
+    next_sequence: u64,
+}
+
+impl PairingRegistry {
+    pub fn new(times: PairingTimes) -> Self {
+        Self {
+            times,
+            ..Self::default()
+        }
+    }
+
+    pub fn times(&self) -> PairingTimes {
+        self.times
+    }
+
+    /// Records a request from `requester` to `target`, replacing an earlier one between the same two.
+    pub fn request(
+        &mut self,
+        now: Millis,
+        requester: &Name,
+        target: &Name,
+        request: PendingRequest,
+    ) -> Result<(), RequestRefused> {
+        if requester == target {
+            return Err(RequestRefused::ToSelf);
+        }
+        let key = (requester.clone(), target.clone());
+        let replacing = self.pending.contains_key(&key);
+        let waiting = self.by_target.get(target).map_or(0, HashSet::len);
+        if !replacing && waiting >= self.times.max_pending_per_target {
+            return Err(RequestRefused::TargetFull);
+        }
+        if replacing {
+            self.remove(requester.as_str(), target.as_str());
+        }
+        self.next_sequence += 1;
+        let expires = now.saturating_add(self.times.expiry);
+        let warning = (
+            expires.saturating_sub(self.times.warning),
+            self.next_sequence,
+            TimerKind::Warning,
+        );
+        let expiry = (expires, self.next_sequence, TimerKind::Expiry);
+        self.timers.insert(warning, key.clone());
+        self.timers.insert(expiry, key.clone());
+        self.pending.insert(
+            key,
+            Pending {
+                request,
+                warning,
+                expiry,
+            },
+        );
+        self.by_target
+            .entry(target.clone())
+            .or_default()
+            .insert(requester.clone());
+        self.by_requester
+            .entry(requester.clone())
+            .or_default()
+            .insert(target.clone());
+        Ok(())
+    }
+
+    /// Takes the pending request from `requester` to `target`, if any (the target answered it).
+    pub fn take(&mut self, requester: &str, target: &str) -> Option<PendingRequest> {
+        self.remove(requester, target)
+    }
+
+    /// Removes every request from or to `code` (its session ended, or it changed its code).
+    pub fn remove_code(&mut self, code: &str) {
+        for target in self.by_requester.get(code).cloned().unwrap_or_default() {
+            self.remove(code, target.as_str());
+        }
+        for requester in self.by_target.get(code).cloned().unwrap_or_default() {
+            self.remove(requester.as_str(), code);
+        }
+    }
+
+    /// What fell due by `now`, in time order: warnings, and timeouts (whose requests are gone).
+    pub fn due_events(&mut self, now: Millis) -> Vec<PairingEvent> {
+        let mut events = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, _, kind), (requester, target)) = entry.remove_entry();
+            match kind {
+                TimerKind::Warning => events.push(PairingEvent::Expiring { requester, target }),
+                TimerKind::Expiry => {
+                    self.remove(requester.as_str(), target.as_str());
+                    events.push(PairingEvent::TimedOut { requester, target });
+                }
+            }
+        }
+        events
+    }
+
+    /// Pending requests.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn remove(&mut self, requester: &str, target: &str) -> Option<PendingRequest> {
+        let key = (
+            Name::try_from(requester).ok()?,
+            Name::try_from(target).ok()?,
+        );
+        let pending = self.pending.remove(&key)?;
+        self.timers.remove(&pending.warning);
+        self.timers.remove(&pending.expiry);
+        remove_from(&mut self.by_target, target, requester);
+        remove_from(&mut self.by_requester, requester, target);
+        Some(pending.request)
+    }
+}
+
+fn remove_from(index: &mut HashMap<Name, HashSet<Name>>, key: &str, member: &str) {
+    if let Some(members) = index.get_mut(key) {
+        members.remove(member);
+        if members.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: Millis = 1_000_000;
+
+    fn name(text: &str) -> Name {
+        Name::try_from(text).unwrap()
+    }
+
+    fn request() -> PendingRequest {
+        PendingRequest {
+            requester_key: PairingKey::try_from(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            )
+            .unwrap(),
+            proposed_name: None,
+        }
+    }
+
+    #[test]
+    fn a_request_warns_at_90_seconds_and_times_out_at_120() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .unwrap();
+        assert!(registry.due_events(START + 89_999).is_empty());
+        assert_eq!(
+            registry.due_events(START + 90_000),
+            [PairingEvent::Expiring {
+                requester: name("AAAAAA"),
+                target: name("BBBBBB")
+            }]
+        );
+        assert!(registry.due_events(START + 119_999).is_empty());
+        assert_eq!(
+            registry.due_events(START + 120_000),
+            [PairingEvent::TimedOut {
+                requester: name("AAAAAA"),
+                target: name("BBBBBB")
+            }]
+        );
+        assert!(registry.is_empty());
+        assert!(registry.timers.is_empty());
+    }
+
+    #[test]
+    fn an_answered_request_leaves_no_timers() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .unwrap();
+        assert_eq!(registry.take("AAAAAA", "BBBBBB"), Some(request()));
+        assert_eq!(registry.take("AAAAAA", "BBBBBB"), None);
+        assert!(registry.timers.is_empty());
+        assert!(registry.due_events(START + 200_000).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_request_replaces_the_earlier_one_and_restarts_its_timers() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .unwrap();
+        registry
+            .request(START + 60_000, &name("AAAAAA"), &name("BBBBBB"), request())
+            .unwrap();
+        assert_eq!(registry.len(), 1);
+        assert_eq!(registry.timers.len(), 2);
+        assert!(registry.due_events(START + 120_000).is_empty(), "restarted");
+        assert_eq!(registry.due_events(START + 180_000).len(), 2);
+    }
+
+    #[test]
+    fn a_target_takes_at_most_ten_pending_requests_and_never_its_own() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let target = name("TARGET");
+        for i in 0..10 {
+            registry
+                .request(START, &name(&format!("REQ{i}")), &target, request())
+                .unwrap();
+        }
+        assert_eq!(
+            registry.request(START, &name("REQX"), &target, request()),
+            Err(RequestRefused::TargetFull)
+        );
+        assert!(
+            registry
+                .request(START, &name("REQ3"), &target, request())
+                .is_ok(),
+            "a replacement is not a new request"
+        );
+        assert_eq!(
+            registry.request(START, &target, &target, request()),
+            Err(RequestRefused::ToSelf)
+        );
+    }
+
+    #[test]
+    fn removing_a_code_removes_its_requests_both_ways() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .unwrap();
+        registry
+            .request(START, &name("CCCCCC"), &name("AAAAAA"), request())
+            .unwrap();
+        registry
+            .request(START, &name("CCCCCC"), &name("DDDDDD"), request())
+            .unwrap();
+        registry.remove_code("AAAAAA");
+        assert_eq!(registry.len(), 1);
+        assert_eq!(registry.timers.len(), 2);
+        assert!(!registry.by_target.contains_key("AAAAAA"));
+        assert!(!registry.by_requester.contains_key("AAAAAA"));
+    }
+}
