@@ -122,6 +122,22 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
     pub max_rendezvous_results: usize,
 
+    /// Messages a session may send at once before the per-minute rate applies.
+    #[arg(long, env = "ZAJEL_RATE_LIMIT_BURST", default_value_t = 100)]
+    pub rate_limit_burst: u32,
+
+    /// Messages a session may send per minute, beyond its burst; over it, messages get `rate_limited`.
+    #[arg(long, env = "ZAJEL_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
+    pub rate_limit_per_minute: u32,
+
+    /// Pairing requests a session may send at once.
+    #[arg(long, env = "ZAJEL_PAIR_REQUEST_BURST", default_value_t = 10)]
+    pub pair_request_burst: u32,
+
+    /// Pairing requests a session may send per minute, beyond its burst.
+    #[arg(long, env = "ZAJEL_PAIR_REQUESTS_PER_MINUTE", default_value_t = 10)]
+    pub pair_requests_per_minute: u32,
+
     /// How long a pairing request waits for its answer, in seconds.
     #[arg(long, env = "ZAJEL_PAIR_EXPIRY_SECS", default_value_t = 120)]
     pub pair_expiry_secs: u64,
@@ -268,6 +284,14 @@ impl Config {
             self.max_sessions_per_ip >= 1,
             "must be at least 1",
         )?;
+        for (name, value) in [
+            ("rate_limit_burst", self.rate_limit_burst),
+            ("rate_limit_per_minute", self.rate_limit_per_minute),
+            ("pair_request_burst", self.pair_request_burst),
+            ("pair_requests_per_minute", self.pair_requests_per_minute),
+        ] {
+            check(name, value >= 1, "must be at least 1")?;
+        }
         check(
             "pair_warning_secs",
             self.pair_warning_secs < self.pair_expiry_secs,

@@ -17,6 +17,7 @@ use crate::protocol::RequestLimits;
 use crate::protocol::ServerMessage;
 use crate::registry::pairing::{PairingEvent, PairingRegistry, PairingTimes};
 use crate::registry::{Bounds, RelayRegistry, RendezvousRegistry, Swept, Ttls};
+use crate::session::rate::RateLimit;
 
 /// Entries removed per lock acquisition while sweeping, so that requests wait at most one small batch.
 const SWEEP_BATCH: usize = 4096;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub ttls: Ttls,
     pub bounds: Bounds,
     pub pairing: PairingTimes,
+    pub message_rate: RateLimit,
+    pub pair_request_rate: RateLimit,
 }
 
 impl Settings {
@@ -62,6 +65,14 @@ impl Settings {
             bounds: Bounds {
                 max_results: config.max_rendezvous_results,
                 max_peers_per_point: config.max_peers_per_point,
+            },
+            message_rate: RateLimit {
+                burst: config.rate_limit_burst,
+                per_minute: config.rate_limit_per_minute,
+            },
+            pair_request_rate: RateLimit {
+                burst: config.pair_request_burst,
+                per_minute: config.pair_requests_per_minute,
             },
             pairing: PairingTimes {
                 expiry: duration_millis(Duration::from_secs(config.pair_expiry_secs)),

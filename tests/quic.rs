@@ -106,6 +106,8 @@ async fn stream_errors_leave_the_session_and_server_healthy() {
 async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
     let config = zajel_signal::Config {
         push_queue: 4,
+        // This test floods on purpose.
+        rate_limit_burst: 1_000_000,
         ..test_config()
     };
     let server = TestServer::start_with(config).await;

@@ -652,3 +652,45 @@ fn a_disconnect_mid_flow_cancels_its_pair_requests() {
         "no timers are left behind"
     );
 }
+
+#[test]
+fn messages_over_the_rate_get_rate_limited_and_the_session_goes_on() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    for _ in 0..100 {
+        assert_eq!(session.request(json!({"type": "ping"}))["type"], "pong");
+    }
+    let reply = session.request(json!({"type": "ping", "requestId": "over"}));
+    assert_eq!(reply["code"], "rate_limited");
+    assert_eq!(reply["requestId"], "over");
+    assert_eq!(
+        session.request(json!({"not": "even a message"}))["code"],
+        "rate_limited",
+        "every message counts, well-formed or not"
+    );
+    fixture.clock.advance(Duration::from_millis(600));
+    assert_eq!(
+        session.request(json!({"type": "ping"}))["type"],
+        "pong",
+        "one earned back"
+    );
+    assert_eq!(
+        session.request(json!({"type": "ping"}))["code"],
+        "rate_limited"
+    );
+}
+
+#[test]
+fn pair_requests_have_their_own_rate_of_ten_a_minute() {
+    let (fixture, alice, _bob) = paired_fixture();
+    for _ in 0..10 {
+        let reply = alice.request(json!({"type": "pair_request", "targetCode": "BBBBB2"}));
+        assert_eq!(reply["type"], "ack");
+    }
+    let reply = alice.request(json!({"type": "pair_request", "targetCode": "BBBBB2"}));
+    assert_eq!(reply["code"], "rate_limited");
+    assert_eq!(alice.request(json!({"type": "ping"}))["type"], "pong");
+    fixture.clock.advance(Duration::from_secs(6));
+    let reply = alice.request(json!({"type": "pair_request", "targetCode": "BBBBB2"}));
+    assert_eq!(reply["type"], "ack");
+}

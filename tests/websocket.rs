@@ -393,6 +393,8 @@ async fn idle_sessions_are_closed() {
 async fn a_client_that_never_reads_is_closed_and_the_server_stays_healthy() {
     let config = zajel_signal::Config {
         push_queue: 8,
+        // This test floods on purpose.
+        rate_limit_burst: 1_000_000,
         ..test_config()
     };
     let server = TestServer::start_with(config).await;
@@ -579,5 +581,35 @@ async fn error_replies_keep_the_request_id() {
     assert_eq!(reply["code"], "unknown_type");
     assert_eq!(reply["requestId"], 3);
     let _: Value = reply;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn messages_over_the_rate_are_dropped_with_rate_limited() {
+    let config = zajel_signal::Config {
+        rate_limit_burst: 5,
+        ..test_config()
+    };
+    let server = TestServer::start_with(config).await;
+    let mut client = server.connect().await;
+    for _ in 0..5 {
+        assert_eq!(
+            client.request(json!({"type": "ping"})).await["type"],
+            "pong"
+        );
+    }
+    for _ in 0..3 {
+        let reply = client
+            .request(json!({"type": "ping", "requestId": 9}))
+            .await;
+        assert_eq!(reply["code"], "rate_limited");
+        assert_eq!(reply["requestId"], 9);
+    }
+    server.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        client.request(json!({"type": "ping"})).await["type"],
+        "pong",
+        "the session stayed open and earned a message back"
+    );
     server.stop().await;
 }

@@ -124,6 +124,7 @@ pub enum ErrorCode {
     NotRegistered,
     PeerIdMismatch,
     PeerNotFound,
+    RateLimited,
     PeerIdTaken,
     OverCapacity,
 }

@@ -2,10 +2,11 @@
 //! message into exactly one reply, and cleans up after itself when dropped.
 //!
 //! Transports hand `handle` what they decoded and write back what it returns; message families
-//! (`relay`, `rendezvous`) add their handlers here without touching any transport.
+//! (`relay`, `rendezvous`, `pairing`, `signal`) add their handlers here without touching any transport.
 
 mod pairing;
 pub mod push;
+pub mod rate;
 mod relay;
 mod rendezvous;
 mod signal;
@@ -21,6 +22,7 @@ use crate::protocol::{
     DecodeError, Envelope, ErrorCode, Name, Request, RequestError, RequestId, ServerMessage,
 };
 use push::{PushReceiver, PushSender, push_queue};
+use rate::TokenBucket;
 
 /// The answer to one request: its message, and the `requestId` it must carry.
 #[derive(Debug, PartialEq)]
@@ -82,6 +84,8 @@ pub enum Failure {
     RegistryFull,
     #[error("{0}")]
     PairError(&'static str),
+    #[error("over the message rate; this message was dropped")]
+    RateLimited,
 }
 
 impl Failure {
@@ -92,6 +96,7 @@ impl Failure {
             Self::Request(RequestError::Invalid(_)) => ErrorCode::InvalidMessage,
             Self::NotRegistered => ErrorCode::NotRegistered,
             Self::PeerNotFound => ErrorCode::PeerNotFound,
+            Self::RateLimited => ErrorCode::RateLimited,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
             Self::RegistryFull => ErrorCode::OverCapacity,
@@ -112,6 +117,14 @@ pub struct Session {
     admission: Admission,
     pushes: PushSender,
     identity: Mutex<Identity>,
+    limits: Mutex<Buckets>,
+}
+
+/// The session's rate limits: one for every message, one more for pairing requests.
+#[derive(Debug)]
+struct Buckets {
+    messages: TokenBucket,
+    pair_requests: TokenBucket,
 }
 
 impl Session {
@@ -135,6 +148,10 @@ impl Session {
             admission,
             pushes,
             identity: Mutex::new(Identity::default()),
+            limits: Mutex::new(Buckets {
+                messages: TokenBucket::new(settings.message_rate, hub.now()),
+                pair_requests: TokenBucket::new(settings.pair_request_rate, hub.now()),
+            }),
         };
         debug!(session = session.id(), "session opened");
         (session, receiver)
@@ -146,6 +163,17 @@ impl Session {
 
     /// Answers one decoded message. Never fails: every problem becomes an error reply.
     pub fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
+        let now = self.hub.now();
+        if !self.buckets().messages.try_take(now) {
+            let request_id = match &decoded {
+                Ok(envelope) => envelope.request_id.clone(),
+                Err(err) => err.request_id.clone(),
+            };
+            return Reply {
+                message: Failure::RateLimited.into_message(),
+                request_id,
+            };
+        }
         let (request_id, outcome) = match decoded {
             Err(mut err) => (err.request_id.take(), Err(Failure::Decode(err))),
             Ok(envelope) => {
@@ -192,12 +220,21 @@ impl Session {
             Request::PairRequest {
                 target_code,
                 proposed_name,
-            } => self.pair_request(target_code, proposed_name),
+            } => {
+                if !self.buckets().pair_requests.try_take(self.hub.now()) {
+                    return Err(Failure::RateLimited);
+                }
+                self.pair_request(target_code, proposed_name)
+            }
             Request::PairResponse {
                 target_code,
                 accepted,
             } => self.pair_response(target_code, accepted),
         }
+    }
+
+    fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets> {
+        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn identity(&self) -> std::sync::MutexGuard<'_, Identity> {
