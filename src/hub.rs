@@ -94,6 +94,45 @@ pub struct State {
     pub rng: SmallRng,
 }
 
+impl State {
+    /// Tells the sessions concerned what happened to their pending requests. Sessions that are gone
+    /// simply are not told.
+    pub fn deliver_pairing_events(&mut self, events: Vec<PairingEvent>) {
+        let remaining_seconds = self.pairing.times().warning / 1000;
+        for event in events {
+            match event {
+                PairingEvent::Expiring { requester, target } => {
+                    for (to, peer) in [(&requester, &target), (&target, &requester)] {
+                        self.directory.push_to_code(
+                            to.as_str(),
+                            ServerMessage::PairExpiring {
+                                peer_code: peer.clone(),
+                                remaining_seconds,
+                            },
+                        );
+                    }
+                }
+                PairingEvent::TimedOut { requester, target } => {
+                    self.directory.push_to_code(
+                        requester.as_str(),
+                        ServerMessage::PairTimeout { peer_code: target },
+                    );
+                }
+                PairingEvent::LinkTimedOut { phone, web_client } => {
+                    for to in [&phone, &web_client] {
+                        self.directory.push_to_code(
+                            to.as_str(),
+                            ServerMessage::LinkTimeout {
+                                link_code: phone.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A cheap, cloneable handle to the shared state.
 #[derive(Clone)]
 pub struct Hub(Arc<Inner>);
@@ -205,38 +244,15 @@ impl Hub {
             .total
     }
 
-    /// Sends what the pairing timers made due by now: `pair_expiring` to both sides of a request that ends
-    /// soon, `pair_timeout` to the requester of one that ended. Returns how many events there were.
+    /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`).
+    /// Returns how many events there were.
     pub fn run_pairing_timers(&self) -> usize {
         let now = self.now();
         let mut state = self.state();
-        let state = &mut *state;
         let events = state.pairing.due_events(now);
-        let remaining_seconds = state.pairing.times().warning / 1000;
-        for event in &events {
-            match event {
-                PairingEvent::Expiring { requester, target } => {
-                    for (to, peer) in [(requester, target), (target, requester)] {
-                        state.directory.push_to_code(
-                            to.as_str(),
-                            ServerMessage::PairExpiring {
-                                peer_code: peer.clone(),
-                                remaining_seconds,
-                            },
-                        );
-                    }
-                }
-                PairingEvent::TimedOut { requester, target } => {
-                    state.directory.push_to_code(
-                        requester.as_str(),
-                        ServerMessage::PairTimeout {
-                            peer_code: target.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        events.len()
+        let count = events.len();
+        state.deliver_pairing_events(events);
+        count
     }
 
     /// Removes up to one batch of rendezvous entries whose time has passed, under one short hold of the

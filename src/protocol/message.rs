@@ -85,6 +85,40 @@ pub enum ServerMessage {
     PairError {
         error: &'static str,
     },
+    /// To the phone: a web client asks to attach to it.
+    LinkRequest {
+        link_code: Name,
+        public_key: PairingKey,
+        device_name: Option<String>,
+        expires_in: u64,
+    },
+    /// To the web client, once the phone accepted.
+    #[serde(rename = "link_matched")]
+    LinkMatchedWebClient {
+        link_code: Name,
+        peer_public_key: PairingKey,
+        is_initiator: bool,
+        device_id: Option<String>,
+    },
+    /// To the phone, in answer to its acceptance.
+    #[serde(rename = "link_matched")]
+    LinkMatchedPhone {
+        link_code: Name,
+        peer_public_key: PairingKey,
+        is_initiator: bool,
+        web_client_code: Name,
+        device_name: Option<String>,
+    },
+    LinkRejected {
+        link_code: Name,
+    },
+    LinkTimeout {
+        link_code: Name,
+    },
+    /// A refused link request or answer (a message type of its own, for legacy clients).
+    LinkError {
+        error: &'static str,
+    },
     /// The answer on QUIC and WebTransport to a request that succeeded with no reply of its own
     /// (WebSocket sends nothing then).
     Ack {

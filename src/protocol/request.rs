@@ -17,7 +17,7 @@ const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=1000;
 const MAX_CONNECTED_COUNT: u32 = 10_000;
 const DEFAULT_RELAY_COUNT: usize = 10;
 const MAX_RELAY_COUNT: usize = 100;
-const MAX_PROPOSED_NAME_CHARS: usize = 128;
+const MAX_LABEL_CHARS: usize = 128;
 
 /// The configurable bounds that requests are checked against.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +60,16 @@ pub enum Request {
     PairResponse {
         target_code: PairingCode,
         accepted: bool,
+    },
+    LinkRequest {
+        link_code: PairingCode,
+        public_key: PairingKey,
+        device_name: Option<String>,
+    },
+    LinkResponse {
+        link_code: PairingCode,
+        accepted: bool,
+        device_id: Option<String>,
     },
 }
 
@@ -118,13 +128,7 @@ impl Request {
             }
             "pair_request" => {
                 let fields: PairRequestFields = fields_of(fields)?;
-                if let Some(name) = &fields.proposed_name
-                    && name.chars().count() > MAX_PROPOSED_NAME_CHARS
-                {
-                    return Err(invalid(format!(
-                        "proposedName: at most {MAX_PROPOSED_NAME_CHARS} characters"
-                    )));
-                }
+                check_label("proposedName", fields.proposed_name.as_deref())?;
                 Ok(Self::PairRequest {
                     target_code: fields.target_code,
                     proposed_name: fields.proposed_name,
@@ -135,6 +139,24 @@ impl Request {
                 Ok(Self::PairResponse {
                     target_code: fields.target_code,
                     accepted: fields.accepted,
+                })
+            }
+            "link_request" => {
+                let fields: LinkRequestFields = fields_of(fields)?;
+                check_label("deviceName", fields.device_name.as_deref())?;
+                Ok(Self::LinkRequest {
+                    link_code: fields.link_code,
+                    public_key: fields.public_key,
+                    device_name: fields.device_name,
+                })
+            }
+            "link_response" => {
+                let fields: LinkResponseFields = fields_of(fields)?;
+                check_label("deviceId", fields.device_id.as_deref())?;
+                Ok(Self::LinkResponse {
+                    link_code: fields.link_code,
+                    accepted: fields.accepted,
+                    device_id: fields.device_id,
                 })
             }
             other => match SignalKind::from_type(other) {
@@ -177,6 +199,37 @@ struct PairResponseFields {
     #[serde(alias = "target_code")]
     target_code: PairingCode,
     accepted: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkRequestFields {
+    #[serde(alias = "link_code")]
+    link_code: PairingCode,
+    #[serde(alias = "public_key")]
+    public_key: PairingKey,
+    #[serde(alias = "device_name")]
+    device_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkResponseFields {
+    #[serde(alias = "link_code")]
+    link_code: PairingCode,
+    accepted: bool,
+    #[serde(alias = "device_id")]
+    device_id: Option<String>,
+}
+
+/// Names people give (a proposed name, a device name, a device id): text of bounded length.
+fn check_label(field: &str, label: Option<&str>) -> Result<(), RequestError> {
+    match label {
+        Some(label) if label.chars().count() > MAX_LABEL_CHARS => Err(invalid(format!(
+            "{field}: at most {MAX_LABEL_CHARS} characters"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]

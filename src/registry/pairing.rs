@@ -1,6 +1,8 @@
-//! Pending pairing requests between pairing codes, with their timers.
+//! Pending requests between pairing codes, with their timers: pairing requests (one per requester and
+//! target) and device-link requests (one per phone: a web client asking to attach to it).
 //!
-//! A request waits for the target's answer for a fixed time; a warning is due some time before the end.
+//! A request waits for the target's answer for a fixed time; for pairing, a warning is due some time
+//! before the end.
 //! Both timers live in one index ordered by due time, driven by the clock like the rest of the
 //! registries: whoever calls `due_events` with the current time gets what fell due, and nothing is
 //! scheduled per request.
@@ -47,19 +49,31 @@ pub struct PendingRequest {
     pub proposed_name: Option<String>,
 }
 
-/// Something the clock made happen.
+/// A web client's request to attach to a phone, waiting for the phone's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingLink {
+    pub web_client: Name,
+    pub web_client_key: PairingKey,
+    pub device_name: Option<String>,
+}
+
+/// Something that happened to pending requests, for the server to tell the sessions concerned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PairingEvent {
     /// The request from `requester` to `target` ends soon: both are warned.
     Expiring { requester: Name, target: Name },
     /// The request from `requester` to `target` ended unanswered: the requester is told.
     TimedOut { requester: Name, target: Name },
+    /// The link request from `web_client` to `phone` ended unanswered (its time ran out, one side's
+    /// session ended, or a newer request replaced it): both are told.
+    LinkTimedOut { phone: Name, web_client: Name },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     Warning,
     Expiry,
+    LinkExpiry,
 }
 
 type TimerKey = (Millis, u64, TimerKind);
@@ -74,6 +88,10 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct PairingRegistry {
     times: PairingTimes,
+    /// Link requests by phone, with their expiry timer.
+    links: HashMap<Name, (PendingLink, TimerKey)>,
+    /// The phones each web client has asked to attach to.
+    links_by_web_client: HashMap<Name, HashSet<Name>>,
     pending: HashMap<(Name, Name), Pending>,
     by_target: HashMap<Name, HashSet<Name>>,
     by_requester: HashMap<Name, HashSet<Name>>,
@@ -147,14 +165,70 @@ impl PairingRegistry {
         self.remove(requester, target)
     }
 
-    /// Removes every request from or to `code` (its session ended, or it changed its code).
-    pub fn remove_code(&mut self, code: &str) {
+    /// Records a web client's request to attach to `phone`, replacing an earlier one to the same phone
+    /// (whose web client is told it timed out).
+    pub fn request_link(
+        &mut self,
+        now: Millis,
+        phone: &Name,
+        link: PendingLink,
+    ) -> Vec<PairingEvent> {
+        let replaced = self.remove_link(phone.as_str()).into_iter().collect();
+        self.next_sequence += 1;
+        let timer = (
+            now.saturating_add(self.times.expiry),
+            self.next_sequence,
+            TimerKind::LinkExpiry,
+        );
+        self.timers
+            .insert(timer, (link.web_client.clone(), phone.clone()));
+        self.links_by_web_client
+            .entry(link.web_client.clone())
+            .or_default()
+            .insert(phone.clone());
+        self.links.insert(phone.clone(), (link, timer));
+        replaced
+    }
+
+    /// Takes the pending link request to `phone`, if any (the phone answered it).
+    pub fn take_link(&mut self, phone: &str) -> Option<PendingLink> {
+        let (link, timer) = self.links.remove(phone)?;
+        self.timers.remove(&timer);
+        remove_from(
+            &mut self.links_by_web_client,
+            link.web_client.as_str(),
+            phone,
+        );
+        Some(link)
+    }
+
+    /// Removes every request from or to `code` (its session ended, or it changed its code). Pairing
+    /// requests go silently; link requests end with an event, so that the other side is told.
+    pub fn remove_code(&mut self, code: &str) -> Vec<PairingEvent> {
         for target in self.by_requester.get(code).cloned().unwrap_or_default() {
             self.remove(code, target.as_str());
         }
         for requester in self.by_target.get(code).cloned().unwrap_or_default() {
             self.remove(requester.as_str(), code);
         }
+        let mut events: Vec<PairingEvent> = self.remove_link(code).into_iter().collect();
+        for phone in self
+            .links_by_web_client
+            .get(code)
+            .cloned()
+            .unwrap_or_default()
+        {
+            events.extend(self.remove_link(phone.as_str()));
+        }
+        events
+    }
+
+    fn remove_link(&mut self, phone: &str) -> Option<PairingEvent> {
+        let link = self.take_link(phone)?;
+        Some(PairingEvent::LinkTimedOut {
+            phone: Name::try_from(phone).ok()?,
+            web_client: link.web_client,
+        })
     }
 
     /// What fell due by `now`, in time order: warnings, and timeouts (whose requests are gone).
@@ -166,6 +240,17 @@ impl PairingRegistry {
             }
             let ((_, _, kind), (requester, target)) = entry.remove_entry();
             match kind {
+                TimerKind::LinkExpiry => {
+                    let (web_client, phone) = (requester, target);
+                    if let Some((link, _)) = self.links.remove(&phone) {
+                        remove_from(
+                            &mut self.links_by_web_client,
+                            link.web_client.as_str(),
+                            phone.as_str(),
+                        );
+                    }
+                    events.push(PairingEvent::LinkTimedOut { phone, web_client });
+                }
                 TimerKind::Warning => events.push(PairingEvent::Expiring { requester, target }),
                 TimerKind::Expiry => {
                     self.remove(requester.as_str(), target.as_str());
@@ -176,13 +261,13 @@ impl PairingRegistry {
         events
     }
 
-    /// Pending requests.
+    /// Pending requests, pairing and link.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.links.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     fn remove(&mut self, requester: &str, target: &str) -> Option<PendingRequest> {
@@ -205,6 +290,78 @@ fn remove_from(index: &mut HashMap<Name, HashSet<Name>>, key: &str, member: &str
         if members.is_empty() {
             index.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::try_from(text).unwrap()
+    }
+
+    fn link(web_client: &str) -> PendingLink {
+        PendingLink {
+            web_client: name(web_client),
+            web_client_key: PairingKey::try_from(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            )
+            .unwrap(),
+            device_name: Some("Firefox".into()),
+        }
+    }
+
+    #[test]
+    fn a_link_request_times_out_after_its_expiry() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        assert!(
+            registry
+                .request_link(0, &name("PHONE3"), link("WEBWEB"))
+                .is_empty()
+        );
+        assert!(
+            registry.due_events(119_999).is_empty(),
+            "links have no warning"
+        );
+        assert_eq!(
+            registry.due_events(120_000),
+            [PairingEvent::LinkTimedOut {
+                phone: name("PHONE3"),
+                web_client: name("WEBWEB")
+            }]
+        );
+        assert!(registry.is_empty());
+        assert!(registry.links_by_web_client.is_empty());
+    }
+
+    #[test]
+    fn a_newer_link_request_replaces_the_earlier_one() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry.request_link(0, &name("PHONE3"), link("WEBONE"));
+        let replaced = registry.request_link(10, &name("PHONE3"), link("WEBTWO"));
+        assert_eq!(
+            replaced,
+            [PairingEvent::LinkTimedOut {
+                phone: name("PHONE3"),
+                web_client: name("WEBONE")
+            }]
+        );
+        assert_eq!(registry.take_link("PHONE3"), Some(link("WEBTWO")));
+        assert!(registry.timers.is_empty());
+    }
+
+    #[test]
+    fn either_side_ending_ends_the_link_request() {
+        let mut registry = PairingRegistry::new(PairingTimes::default());
+        registry.request_link(0, &name("PHONE3"), link("WEBWEB"));
+        let events = registry.remove_code("WEBWEB");
+        assert_eq!(events.len(), 1);
+        registry.request_link(0, &name("PHONE3"), link("WEBWEB"));
+        let events = registry.remove_code("PHONE3");
+        assert_eq!(events.len(), 1);
+        assert!(registry.is_empty());
+        assert!(registry.timers.is_empty());
     }
 }
 
@@ -318,7 +475,7 @@ mod tests {
         registry
             .request(START, &name("CCCCCC"), &name("DDDDDD"), request())
             .unwrap();
-        registry.remove_code("AAAAAA");
+        assert!(registry.remove_code("AAAAAA").is_empty());
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.timers.len(), 2);
         assert!(!registry.by_target.contains_key("AAAAAA"));

@@ -4,6 +4,7 @@
 //! Transports hand `handle` what they decoded and write back what it returns; message families
 //! (`relay`, `rendezvous`, `pairing`, `signal`) add their handlers here without touching any transport.
 
+mod linking;
 mod pairing;
 pub mod push;
 pub mod rate;
@@ -84,6 +85,8 @@ pub enum Failure {
     RegistryFull,
     #[error("{0}")]
     PairError(&'static str),
+    #[error("{0}")]
+    LinkError(&'static str),
     #[error("over the message rate; this message was dropped")]
     RateLimited,
 }
@@ -106,6 +109,7 @@ impl Failure {
                 };
             }
             Self::PairError(error) => return ServerMessage::PairError { error },
+            Self::LinkError(error) => return ServerMessage::LinkError { error },
         };
         ServerMessage::error(code, self.to_string())
     }
@@ -230,6 +234,16 @@ impl Session {
                 target_code,
                 accepted,
             } => self.pair_response(target_code, accepted),
+            Request::LinkRequest {
+                link_code,
+                public_key,
+                device_name,
+            } => self.link_request(link_code, public_key, device_name),
+            Request::LinkResponse {
+                link_code,
+                accepted,
+                device_id,
+            } => self.link_response(link_code, accepted, device_id),
         }
     }
 
@@ -263,7 +277,8 @@ impl Session {
             state
                 .directory
                 .release(old.as_str(), self.id(), Role::PairingCode);
-            state.pairing.remove_code(old.as_str());
+            let ended = state.pairing.remove_code(old.as_str());
+            state.deliver_pairing_events(ended);
             if identity.relay_id.as_ref() != Some(&old) {
                 state.rendezvous.remove_hourly(old.as_str());
             }
@@ -290,7 +305,8 @@ impl Drop for Session {
             state
                 .directory
                 .release(code.as_str(), id, Role::PairingCode);
-            state.pairing.remove_code(code.as_str());
+            let ended = state.pairing.remove_code(code.as_str());
+            state.deliver_pairing_events(ended);
             state.rendezvous.remove_hourly(code.as_str());
         }
         if let Some(relay_id) = &identity.relay_id {
