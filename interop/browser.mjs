@@ -59,10 +59,10 @@ const browser = await chromium.launchPersistentContext(profile, {
          "--disable-component-update", "--disable-sync"],
 });
 
-async function open(peer, token, { disableWebTransport, wrongHash, expectPush }) {
-  const query = new URLSearchParams({ http: args.http, wt: args.wt, ws: args.ws, peer, token,
+async function open(peer, token, { disableWebTransport, wrongHash, expectPush, pair }) {
+  const query = new URLSearchParams({ http: args.http, wt: args.wt, ws: args.ws, code: peer, token,
     disableWebTransport: disableWebTransport ? "1" : "0", wrongHash: wrongHash ? "1" : "0",
-    expectPush: expectPush ? "1" : "0" });
+    expectPush: expectPush ? "1" : "0", pair: pair ? "1" : "0" });
   const page = await browser.newPage();
   page.on("console", (message) => console.log(`  [${peer}] ${message.text()}`));
   await page.goto(`${pageBase}?${query}`);
@@ -85,12 +85,15 @@ function check(condition, message) {
   if (!condition) fail(message);
 }
 
-/** The first page registers a token and waits; the second registers it too: a live match and a push. */
-async function scenario(name, first, second) {
+/**
+ * The first page registers a token and waits; the second registers it too: a live match and a push.
+ * With `pair`, the two then pair and exchange an offer and an answer.
+ */
+async function scenario(name, first, second, pair = false) {
   const token = `interop-${name}-${Date.now()}`;
-  const earlier = await open(first.peer, token, { ...first, expectPush: true });
+  const earlier = await open(first.peer, token, { ...first, expectPush: true, pair });
   const earlierState = await reach(earlier, first.peer, "registered");
-  const later = await open(second.peer, token, { ...second, expectPush: false });
+  const later = await open(second.peer, token, { ...second, expectPush: false, pair });
   const laterState = await reach(later, second.peer, "done");
   const matched = await reach(earlier, first.peer, "done");
   for (const [state, options, peer] of [[earlierState, first, first.peer], [laterState, second, second.peer]]) {
@@ -98,7 +101,7 @@ async function scenario(name, first, second) {
     check(state.transport === expected, `${peer} used ${state.transport}, expected ${expected}`);
     check(state.certificateHash === hash.value, `${peer} read the hash ${state.certificateHash}`);
     check(state.serverInfo?.type === "server_info", `${peer}: no server_info (${JSON.stringify(state.serverInfo)})`);
-    check(state.registered?.type === "registered" && state.registered.peerId === peer,
+    check(state.registered?.type === "registered" && state.registered.pairingCode === peer,
       `${peer}: register -> ${JSON.stringify(state.registered)}`);
     check(state.rendezvous?.type === "rendezvous_result", `${peer}: ${JSON.stringify(state.rendezvous)}`);
   }
@@ -107,23 +110,38 @@ async function scenario(name, first, second) {
     `${second.peer} should match ${first.peer}: ${JSON.stringify(live)}`);
   check(matched.match?.type === "rendezvous_match" && matched.match.match.peerId === second.peer,
     `${first.peer} should be pushed ${second.peer}: ${JSON.stringify(matched.match)}`);
+  if (pair) {
+    check(matched.paired?.type === "pair_matched" && matched.paired.isInitiator === true
+      && matched.paired.peerCode === second.peer, `${first.peer} pairing: ${JSON.stringify(matched.paired)}`);
+    check(laterState.paired?.type === "pair_matched" && laterState.paired.isInitiator === false
+      && laterState.paired.peerCode === first.peer, `${second.peer} pairing: ${JSON.stringify(laterState.paired)}`);
+    check(laterState.signal?.type === "offer" && laterState.signal.from === first.peer
+      && laterState.signal.payload?.sdp === `offer from ${first.peer}`,
+      `${second.peer} offer: ${JSON.stringify(laterState.signal)}`);
+    check(matched.signal?.type === "answer" && matched.signal.from === second.peer
+      && matched.signal.payload?.sdp === `answer from ${second.peer}`,
+      `${first.peer} answer: ${JSON.stringify(matched.signal)}`);
+  }
   console.log(`browser interop: ${name}: ${first.peer} (${earlierState.transport}) and `
-    + `${second.peer} (${laterState.transport}) matched`);
+    + `${second.peer} (${laterState.transport}) matched${pair ? ", paired and signalled" : ""}`);
   await earlier.close();
   await later.close();
 }
 
 try {
   await scenario("webtransport-first",
-    { peer: "page-wt-1", disableWebTransport: false },
-    { peer: "page-ws-1", disableWebTransport: true });
+    { peer: "WTPGE2", disableWebTransport: false },
+    { peer: "WSPGE2", disableWebTransport: true });
   await scenario("websocket-first",
-    { peer: "page-ws-2", disableWebTransport: true },
-    { peer: "page-wt-2", disableWebTransport: false });
+    { peer: "WSPGE3", disableWebTransport: true },
+    { peer: "WTPGE3", disableWebTransport: false });
   await scenario("webtransport-fails",
-    { peer: "page-wt-3", disableWebTransport: false },
-    { peer: "page-badhash-3", wrongHash: true });
-  console.log("browser interop: 3 passed, 0 failed");
+    { peer: "WTPGE4", disableWebTransport: false },
+    { peer: "BADHSH", wrongHash: true });
+  await scenario("pair-and-signal",
+    { peer: "WTPGE5", disableWebTransport: false },
+    { peer: "WSPGE5", disableWebTransport: true }, true);
+  console.log("browser interop: 4 passed, 0 failed");
 } finally {
   await browser.close();
   pages.close();

@@ -31,4 +31,4 @@ echo "interop: server on ws://$ws_addr and quic://$quic_addr"
 
 node interop/browser.mjs --http "http://$ws_addr" --wt "https://$quic_addr/" --ws "ws://$ws_addr/"
 .interop/venv/bin/python interop/aioquic_client.py --http "http://$ws_addr" --quic "$quic_addr"
-echo "interop: 5 passed, 0 failed"
+echo "interop: 6 passed, 0 failed"

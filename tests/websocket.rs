@@ -613,3 +613,70 @@ async fn messages_over_the_rate_are_dropped_with_rate_limited() {
     );
     server.stop().await;
 }
+
+/// A client written for the original JSON servers: pairing codes, snake_case rendezvous without a
+/// relayId, pairing, SDP and ICE, pings; no requestIds, nothing but JSON text.
+#[tokio::test]
+async fn a_legacy_json_client_flow_works_unchanged() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect().await;
+    let mut bob = server.connect().await;
+    for (client, code) in [(&mut alice, "ALCE77"), (&mut bob, "BBB777")] {
+        let reply = client
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}))
+            .await;
+        assert_eq!(
+            reply,
+            json!({"type": "registered", "pairingCode": code, "serverId": "test-server"})
+        );
+    }
+    let reply = alice
+        .request(json!({"type": "register_rendezvous", "peer_id": "ALCE77",
+                        "daily_points": ["day"], "hourly_tokens": ["hour"], "dead_drop": "for-bob"}))
+        .await;
+    assert_eq!(reply["type"], "rendezvous_result");
+    let reply = bob
+        .request(json!({"type": "register_rendezvous", "peer_id": "BBB777",
+                        "daily_points": ["day"], "hourly_tokens": ["hour"]}))
+        .await;
+    assert_eq!(reply["liveMatches"][0]["peerId"], "ALCE77");
+    assert_eq!(reply["deadDrops"][0]["deadDrop"], "for-bob");
+    assert_eq!(alice.recv_text().await["type"], "rendezvous_match");
+
+    // Pairing: no reply to the request itself, as the legacy servers did.
+    bob.send_json(&json!({"type": "pair_request", "targetCode": "ALCE77"}))
+        .await;
+    let incoming = alice.recv_text().await;
+    assert_eq!(incoming["type"], "pair_incoming");
+    assert_eq!(incoming["fromCode"], "BBB777");
+    let matched = alice
+        .request(json!({"type": "pair_response", "targetCode": "BBB777", "accepted": true}))
+        .await;
+    assert_eq!(matched["isInitiator"], false);
+    let matched = bob.recv_text().await;
+    assert_eq!(matched["type"], "pair_matched");
+    assert_eq!(matched["isInitiator"], true);
+
+    // SDP and ICE, then the 30-second ping.
+    bob.send_json(
+        &json!({"type": "offer", "target": "ALCE77", "payload": {"type": "offer", "sdp": "v=0"}}),
+    )
+    .await;
+    bob.send_json(&json!({"type": "ice_candidate", "target": "ALCE77",
+                          "payload": {"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host"}}))
+        .await;
+    assert_eq!(
+        alice.recv_text().await,
+        json!({"type": "offer", "from": "BBB777", "payload": {"type": "offer", "sdp": "v=0"}})
+    );
+    assert_eq!(alice.recv_text().await["type"], "ice_candidate");
+    alice
+        .send_json(&json!({"type": "answer", "target": "BBB777", "payload": {"type": "answer", "sdp": "v=0"}}))
+        .await;
+    assert_eq!(bob.recv_text().await["from"], "ALCE77");
+    assert_eq!(
+        bob.request(json!({"type": "ping"})).await,
+        json!({"type": "pong"})
+    );
+    server.stop().await;
+}

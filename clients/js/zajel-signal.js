@@ -77,6 +77,21 @@ function expectServerInfo(message) {
 
 let nextRequestId = 1;
 
+/**
+ * Requests the server answers with nothing on WebSocket when they succeed (and with `ack` on
+ * WebTransport). Over WebSocket, `request()` resolves these at once with a local `ack`; an error the
+ * server sends for one later reaches `onPush`.
+ */
+const SILENT_ON_WEBSOCKET = new Set([
+  "pair_request", "link_request", "offer", "answer", "ice_candidate",
+  "call_offer", "call_answer", "call_reject", "call_hangup", "call_ice",
+]);
+
+function silentOnWebSocket(message) {
+  return SILENT_ON_WEBSOCKET.has(message.type)
+    || ((message.type === "pair_response" || message.type === "link_response") && message.accepted === false);
+}
+
 /** What both transports share: request timeouts, keep-alive pings, push delivery, one close. */
 class Session {
   start({ onPush, onClose, requestTimeoutMs, keepAliveMs }) {
@@ -232,6 +247,10 @@ class WebSocketClient extends Session {
 
   /** Sends one request as JSON; resolves with the reply carrying its requestId. */
   exchange(message, requestId) {
+    if (silentOnWebSocket(message)) {
+      this.socket.send(JSON.stringify(message));
+      return Promise.resolve({ type: "ack", for: message.type, requestId });
+    }
     return new Promise((done, fail) => {
       this.pending.set(requestId, { done, fail });
       this.socket.send(JSON.stringify(message));
