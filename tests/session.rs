@@ -814,3 +814,48 @@ fn link_requests_and_answers_are_checked() {
         json!({"type": "link_error", "error": "No pending link request"})
     );
 }
+
+#[test]
+fn every_signal_type_is_forwarded() {
+    let (_fixture, alice, mut bob) = paired_fixture();
+    let call = "123e4567-e89b-42d3-a456-426614174000";
+    for (kind, payload) in [
+        ("offer", json!({"sdp": "o"})),
+        ("answer", json!({"sdp": "a"})),
+        ("ice_candidate", json!({"candidate": "c"})),
+        ("call_offer", json!({"callId": call, "sdp": "o"})),
+        ("call_answer", json!({"callId": call, "sdp": "a"})),
+        ("call_reject", json!({"callId": call})),
+        ("call_hangup", json!({"callId": call})),
+        ("call_ice", json!({"callId": call, "candidate": "c"})),
+    ] {
+        let reply = alice.request(json!({"type": kind, "target": "BBBBB2", "payload": payload}));
+        assert_eq!(reply, json!({"type": "ack", "for": kind}));
+        assert_eq!(
+            bob.next_push(),
+            Some(json!({"type": kind, "from": "ALCE22", "payload": payload}))
+        );
+    }
+}
+
+#[test]
+fn a_target_leaving_mid_flow_cancels_requests_to_it() {
+    let (fixture, mut alice, bob) = paired_fixture();
+    alice.request(json!({"type": "pair_request", "targetCode": "BBBBB2"}));
+    drop(bob);
+    fixture.clock.advance(Duration::from_secs(200));
+    assert_eq!(fixture.hub.run_pairing_timers(), 0);
+    assert_eq!(
+        alice.next_push(),
+        None,
+        "no warning or timeout for a request that is gone"
+    );
+    let newcomer = fixture.open();
+    newcomer.request(json!({"type": "register", "pairingCode": "BBBBB2", "publicKey": PUBLIC_KEY}));
+    let reply = newcomer
+        .request(json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": true}));
+    assert_eq!(
+        reply["type"], "pair_error",
+        "the old request does not pass to the code's next holder"
+    );
+}
