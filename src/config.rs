@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_PUSH_QUEUE", default_value_t = 1024)]
     pub push_queue: usize,
 
+    /// Memory pushes queued for one session may hold (forwarded payloads mostly), in bytes; past this
+    /// the session is closed as too slow too.
+    #[arg(long, env = "ZAJEL_PUSH_QUEUE_BYTES", default_value_t = 8 << 20)]
+    pub push_queue_bytes: usize,
+
     /// Most concurrent sessions on this server.
     #[arg(long, env = "ZAJEL_MAX_SESSIONS", default_value_t = 100_000)]
     pub max_sessions: usize,
@@ -277,6 +282,11 @@ impl Config {
             "push_queue",
             (1..=1 << 20).contains(&self.push_queue),
             "must be 1 to 1048576",
+        )?;
+        check(
+            "push_queue_bytes",
+            self.push_queue_bytes >= 4 * self.max_message_size,
+            "must hold at least four messages of max_message_size",
         )?;
         check("max_sessions", self.max_sessions >= 1, "must be at least 1")?;
         check(

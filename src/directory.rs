@@ -145,8 +145,8 @@ mod tests {
     #[test]
     fn a_name_belongs_to_one_session_in_either_role() {
         let mut directory = Directory::default();
-        let (pushes_1, _rx1) = push_queue(4);
-        let (pushes_2, _rx2) = push_queue(4);
+        let (pushes_1, _rx1) = push_queue(4, 1 << 20);
+        let (pushes_2, _rx2) = push_queue(4, 1 << 20);
         directory
             .bind(&name("ABC234"), 1, &pushes_1, Role::PairingCode)
             .unwrap();
@@ -174,7 +174,7 @@ mod tests {
     #[tokio::test]
     async fn pushes_reach_the_holder() {
         let mut directory = Directory::default();
-        let (pushes, mut receiver) = push_queue(4);
+        let (pushes, mut receiver) = push_queue(4, 1 << 20);
         directory
             .bind(&name("peer"), 1, &pushes, Role::RelayId)
             .unwrap();

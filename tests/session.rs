@@ -17,6 +17,7 @@ use zajel_signal::{Config, ManualClock};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const PUBLIC_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8=";
 
 struct Fixture {
     hub: Hub,
@@ -508,9 +509,9 @@ fn paired_fixture() -> (Fixture, Peer, Peer) {
     let fixture = Fixture::new();
     let alice = fixture.open();
     let bob = fixture.open();
-    for (peer, code) in [(&alice, "ALCE22"), (&bob, "BBBBB2")] {
+    for (peer, code, key) in [(&alice, "ALCE22", PUBLIC_KEY), (&bob, "BBBBB2", OTHER_KEY)] {
         let reply =
-            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}));
+            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
         assert_eq!(reply["type"], "registered", "{reply}");
     }
     (fixture, alice, bob)
@@ -542,7 +543,7 @@ fn an_accepted_pair_request_matches_both_sides() {
     assert_eq!(
         alice.next_push(),
         Some(
-            json!({"type": "pair_matched", "peerCode": "BBBBB2", "peerPublicKey": PUBLIC_KEY,
+            json!({"type": "pair_matched", "peerCode": "BBBBB2", "peerPublicKey": OTHER_KEY,
                     "isInitiator": true})
         )
     );
@@ -607,6 +608,11 @@ fn pair_requests_are_refused_with_one_generic_text() {
     assert_eq!(
         alice.request(json!({"type": "pair_request", "targetCode": "NNNNN2"})),
         refused
+    );
+    assert_eq!(
+        alice.request(json!({"type": "pair_request", "targetCode": "bbbbb2"})),
+        refused,
+        "a misspelt code is as unknown as any other"
     );
     assert_eq!(
         alice.request(json!({"type": "pair_request", "targetCode": "ALCE22"})),
@@ -696,15 +702,20 @@ fn pair_requests_have_their_own_rate_of_ten_a_minute() {
 }
 
 const WEB_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+/// The key the web client registered its own pairing code with (not the one it links with).
+const WEB_CODE_KEY: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
 
 /// A phone (code PHNE33) and a web client (code WEBWEB) with their own keys.
 fn linking_fixture() -> (Fixture, Peer, Peer) {
     let fixture = Fixture::new();
     let phone = fixture.open();
     let web = fixture.open();
-    for (peer, code) in [(&phone, "PHNE33"), (&web, "WEBWEB")] {
+    for (peer, code, key) in [
+        (&phone, "PHNE33", PUBLIC_KEY),
+        (&web, "WEBWEB", WEB_CODE_KEY),
+    ] {
         let reply =
-            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}));
+            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
         assert_eq!(reply["type"], "registered", "{reply}");
     }
     (fixture, phone, web)
@@ -843,13 +854,14 @@ fn a_target_leaving_mid_flow_cancels_requests_to_it() {
     let (fixture, mut alice, bob) = paired_fixture();
     alice.request(json!({"type": "pair_request", "targetCode": "BBBBB2"}));
     drop(bob);
-    fixture.clock.advance(Duration::from_secs(200));
-    assert_eq!(fixture.hub.run_pairing_timers(), 0);
     assert_eq!(
         alice.next_push(),
-        None,
-        "no warning or timeout for a request that is gone"
+        Some(json!({"type": "pair_timeout", "peerCode": "BBBBB2"})),
+        "the requester is told at once"
     );
+    fixture.clock.advance(Duration::from_secs(200));
+    assert_eq!(fixture.hub.run_pairing_timers(), 0);
+    assert_eq!(alice.next_push(), None, "and no timer is left behind");
     let newcomer = fixture.open();
     newcomer.request(json!({"type": "register", "pairingCode": "BBBBB2", "publicKey": PUBLIC_KEY}));
     let reply = newcomer

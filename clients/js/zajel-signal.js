@@ -175,17 +175,33 @@ class WebTransportClient extends Session {
     this.transport = "webtransport";
     this.connection = connection;
     this.serverInfo = serverInfo;
+    // Every request goes on one stream, so that the server handles them in the order sent (an offer
+    // before its ICE candidates), as on WebSocket; answers come back in the same order.
+    this.waiting = [];
+    this.stream = connection.createBidirectionalStream().then((stream) => {
+      const writer = stream.writable.getWriter();
+      (async () => {
+        for await (const answer of frameReader(stream.readable)) {
+          const next = this.waiting.shift();
+          try {
+            next?.done(decodeCbor(answer));
+          } catch (error) {
+            next?.fail(error);
+          }
+        }
+      })().catch(() => {}).finally(() => {
+        for (const { fail } of this.waiting.splice(0)) fail(new Error("the request stream ended"));
+      });
+      return writer;
+    });
   }
 
-  /** One request on a stream of its own. */
+  /** Writes one request on the session's request stream; resolves with its answer. */
   async exchange(message) {
-    const stream = await this.connection.createBidirectionalStream();
-    const writer = stream.writable.getWriter();
+    const writer = await this.stream;
+    const answer = new Promise((done, fail) => this.waiting.push({ done, fail }));
     await writer.write(frame(encodeCbor(message)));
-    await writer.close();
-    const { value, done } = await frameReader(stream.readable).next();
-    if (done) throw new Error("the stream ended without a reply");
-    return decodeCbor(value);
+    return answer;
   }
 
   close() {
@@ -247,6 +263,9 @@ class WebSocketClient extends Session {
 
   /** Sends one request as JSON; resolves with the reply carrying its requestId. */
   exchange(message, requestId) {
+    if (this.socket.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error("the WebSocket is not open"));
+    }
     if (silentOnWebSocket(message)) {
       this.socket.send(JSON.stringify(message));
       return Promise.resolve({ type: "ack", for: message.type, requestId });

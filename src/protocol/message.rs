@@ -145,6 +145,31 @@ impl ServerMessage {
             message: message.into(),
         }
     }
+
+    /// Roughly the memory a queued message holds, for the push queue's byte bound. Only forwarded
+    /// payloads are of a size clients choose; everything else is a few names of bounded length.
+    pub fn approximate_size(&self) -> usize {
+        const FIXED: usize = std::mem::size_of::<ServerMessage>() + 512;
+        match self {
+            Self::Forwarded(forwarded) => FIXED + value_size(&forwarded.payload),
+            _ => FIXED,
+        }
+    }
+}
+
+/// The memory a decoded value holds, approximately (nesting is bounded by the decoders).
+fn value_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    const NODE: usize = std::mem::size_of::<Value>();
+    NODE + match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(value_size).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| key.len() + 2 * NODE + value_size(item))
+            .sum(),
+        _ => 0,
+    }
 }
 
 /// The codes of `error` messages (PROTOCOL 2.5).

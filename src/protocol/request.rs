@@ -53,16 +53,18 @@ pub enum Request {
     },
     RegisterRendezvous(RendezvousRequest),
     Signal(Signal),
+    /// A `targetCode` that is not a pairing code is `None`: like an unknown code, it is refused with
+    /// the generic `pair_error`.
     PairRequest {
-        target_code: PairingCode,
+        target_code: Option<PairingCode>,
         proposed_name: Option<String>,
     },
     PairResponse {
-        target_code: PairingCode,
+        target_code: Option<PairingCode>,
         accepted: bool,
     },
     LinkRequest {
-        link_code: PairingCode,
+        link_code: Option<PairingCode>,
         public_key: PairingKey,
         device_name: Option<String>,
     },
@@ -130,14 +132,14 @@ impl Request {
                 let fields: PairRequestFields = fields_of(fields)?;
                 check_label("proposedName", fields.proposed_name.as_deref())?;
                 Ok(Self::PairRequest {
-                    target_code: fields.target_code,
+                    target_code: PairingCode::try_from(fields.target_code).ok(),
                     proposed_name: fields.proposed_name,
                 })
             }
             "pair_response" => {
                 let fields: PairResponseFields = fields_of(fields)?;
                 Ok(Self::PairResponse {
-                    target_code: fields.target_code,
+                    target_code: PairingCode::try_from(fields.target_code).ok(),
                     accepted: fields.accepted,
                 })
             }
@@ -145,7 +147,7 @@ impl Request {
                 let fields: LinkRequestFields = fields_of(fields)?;
                 check_label("deviceName", fields.device_name.as_deref())?;
                 Ok(Self::LinkRequest {
-                    link_code: fields.link_code,
+                    link_code: PairingCode::try_from(fields.link_code).ok(),
                     public_key: fields.public_key,
                     device_name: fields.device_name,
                 })
@@ -188,7 +190,7 @@ fn fields_of<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, Reque
 #[serde(rename_all = "camelCase")]
 struct PairRequestFields {
     #[serde(alias = "target_code")]
-    target_code: PairingCode,
+    target_code: String,
     #[serde(alias = "proposed_name")]
     proposed_name: Option<String>,
 }
@@ -197,7 +199,7 @@ struct PairRequestFields {
 #[serde(rename_all = "camelCase")]
 struct PairResponseFields {
     #[serde(alias = "target_code")]
-    target_code: PairingCode,
+    target_code: String,
     accepted: bool,
 }
 
@@ -205,7 +207,7 @@ struct PairResponseFields {
 #[serde(rename_all = "camelCase")]
 struct LinkRequestFields {
     #[serde(alias = "link_code")]
-    link_code: PairingCode,
+    link_code: String,
     #[serde(alias = "public_key")]
     public_key: PairingKey,
     #[serde(alias = "device_name")]

@@ -68,6 +68,9 @@ pub(super) struct SignalFields {
 pub(super) fn parse_signal(kind: SignalKind, fields: SignalFields) -> Result<Signal, RequestError> {
     let invalid = |message: String| RequestError::Invalid(message);
     let SignalFields { target, payload } = fields;
+    if payload.is_null() {
+        return Err(invalid("payload: missing".into()));
+    }
     if matches!(
         kind,
         SignalKind::CallOffer

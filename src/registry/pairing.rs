@@ -42,13 +42,6 @@ pub enum RequestRefused {
     TargetFull,
 }
 
-/// A request waiting for its target's answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PendingRequest {
-    pub requester_key: PairingKey,
-    pub proposed_name: Option<String>,
-}
-
 /// A web client's request to attach to a phone, waiting for the phone's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PendingLink {
@@ -57,6 +50,10 @@ pub struct PendingLink {
     pub device_name: Option<String>,
 }
 
+/// The phone already has a pending link request from another web client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LinkBusy;
+
 /// Something that happened to pending requests, for the server to tell the sessions concerned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PairingEvent {
@@ -64,8 +61,8 @@ pub enum PairingEvent {
     Expiring { requester: Name, target: Name },
     /// The request from `requester` to `target` ended unanswered: the requester is told.
     TimedOut { requester: Name, target: Name },
-    /// The link request from `web_client` to `phone` ended unanswered (its time ran out, one side's
-    /// session ended, or a newer request replaced it): both are told.
+    /// The link request from `web_client` to `phone` ended unanswered (its time ran out, or one side's
+    /// session ended): both are told.
     LinkTimedOut { phone: Name, web_client: Name },
 }
 
@@ -78,9 +75,9 @@ enum TimerKind {
 
 type TimerKey = (Millis, u64, TimerKind);
 
+/// A pairing request's two timers.
 #[derive(Debug)]
 struct Pending {
-    request: PendingRequest,
     warning: TimerKey,
     expiry: TimerKey,
 }
@@ -117,7 +114,6 @@ impl PairingRegistry {
         now: Millis,
         requester: &Name,
         target: &Name,
-        request: PendingRequest,
     ) -> Result<(), RequestRefused> {
         if requester == target {
             return Err(RequestRefused::ToSelf);
@@ -141,14 +137,7 @@ impl PairingRegistry {
         let expiry = (expires, self.next_sequence, TimerKind::Expiry);
         self.timers.insert(warning, key.clone());
         self.timers.insert(expiry, key.clone());
-        self.pending.insert(
-            key,
-            Pending {
-                request,
-                warning,
-                expiry,
-            },
-        );
+        self.pending.insert(key, Pending { warning, expiry });
         self.by_target
             .entry(target.clone())
             .or_default()
@@ -160,20 +149,28 @@ impl PairingRegistry {
         Ok(())
     }
 
-    /// Takes the pending request from `requester` to `target`, if any (the target answered it).
-    pub fn take(&mut self, requester: &str, target: &str) -> Option<PendingRequest> {
+    /// Takes the pending request from `requester` to `target`, if there is one (the target answered
+    /// it).
+    pub fn take(&mut self, requester: &str, target: &str) -> bool {
         self.remove(requester, target)
     }
 
-    /// Records a web client's request to attach to `phone`, replacing an earlier one to the same phone
-    /// (whose web client is told it timed out).
+    /// Records a web client's request to attach to `phone`. A phone has one pending link request at a
+    /// time: the same web client asking again restarts it, another web client is refused until it is
+    /// answered or expires (so that the phone's answer always goes to the request it was shown).
     pub fn request_link(
         &mut self,
         now: Millis,
         phone: &Name,
         link: PendingLink,
-    ) -> Vec<PairingEvent> {
-        let replaced = self.remove_link(phone.as_str()).into_iter().collect();
+    ) -> Result<(), LinkBusy> {
+        match self.links.get(phone) {
+            Some((pending, _)) if pending.web_client != link.web_client => return Err(LinkBusy),
+            Some(_) => {
+                self.take_link(phone.as_str());
+            }
+            None => {}
+        }
         self.next_sequence += 1;
         let timer = (
             now.saturating_add(self.times.expiry),
@@ -187,7 +184,7 @@ impl PairingRegistry {
             .or_default()
             .insert(phone.clone());
         self.links.insert(phone.clone(), (link, timer));
-        replaced
+        Ok(())
     }
 
     /// Takes the pending link request to `phone`, if any (the phone answered it).
@@ -202,16 +199,22 @@ impl PairingRegistry {
         Some(link)
     }
 
-    /// Removes every request from or to `code` (its session ended, or it changed its code). Pairing
-    /// requests go silently; link requests end with an event, so that the other side is told.
+    /// Removes every request from or to `code` (its session ended, or it changed its code), with the
+    /// events that tell the other sides: requesters waiting for `code` time out at once, and so do
+    /// link requests either way. (A target whose requester left learns it when it answers.)
     pub fn remove_code(&mut self, code: &str) -> Vec<PairingEvent> {
         for target in self.by_requester.get(code).cloned().unwrap_or_default() {
             self.remove(code, target.as_str());
         }
+        let mut events = Vec::new();
         for requester in self.by_target.get(code).cloned().unwrap_or_default() {
-            self.remove(requester.as_str(), code);
+            if self.remove(requester.as_str(), code)
+                && let Ok(target) = Name::try_from(code)
+            {
+                events.push(PairingEvent::TimedOut { requester, target });
+            }
         }
-        let mut events: Vec<PairingEvent> = self.remove_link(code).into_iter().collect();
+        events.extend(self.remove_link(code));
         for phone in self
             .links_by_web_client
             .get(code)
@@ -270,17 +273,20 @@ impl PairingRegistry {
         self.len() == 0
     }
 
-    fn remove(&mut self, requester: &str, target: &str) -> Option<PendingRequest> {
-        let key = (
-            Name::try_from(requester).ok()?,
-            Name::try_from(target).ok()?,
-        );
-        let pending = self.pending.remove(&key)?;
+    fn remove(&mut self, requester: &str, target: &str) -> bool {
+        let (Ok(requester_name), Ok(target_name)) =
+            (Name::try_from(requester), Name::try_from(target))
+        else {
+            return false;
+        };
+        let Some(pending) = self.pending.remove(&(requester_name, target_name)) else {
+            return false;
+        };
         self.timers.remove(&pending.warning);
         self.timers.remove(&pending.expiry);
         remove_from(&mut self.by_target, target, requester);
         remove_from(&mut self.by_requester, requester, target);
-        Some(pending.request)
+        true
     }
 }
 
@@ -315,11 +321,9 @@ mod link_tests {
     #[test]
     fn a_link_request_times_out_after_its_expiry() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
-        assert!(
-            registry
-                .request_link(0, &name("PHONE3"), link("WEBWEB"))
-                .is_empty()
-        );
+        registry
+            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .unwrap();
         assert!(
             registry.due_events(119_999).is_empty(),
             "links have no warning"
@@ -336,28 +340,39 @@ mod link_tests {
     }
 
     #[test]
-    fn a_newer_link_request_replaces_the_earlier_one() {
+    fn a_phone_takes_one_link_request_at_a_time() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
-        registry.request_link(0, &name("PHONE3"), link("WEBONE"));
-        let replaced = registry.request_link(10, &name("PHONE3"), link("WEBTWO"));
+        registry
+            .request_link(0, &name("PHONE3"), link("WEBONE"))
+            .unwrap();
         assert_eq!(
-            replaced,
-            [PairingEvent::LinkTimedOut {
-                phone: name("PHONE3"),
-                web_client: name("WEBONE")
-            }]
+            registry.request_link(10, &name("PHONE3"), link("WEBTWO")),
+            Err(LinkBusy),
+            "another web client cannot take the place of the one the phone was shown"
         );
-        assert_eq!(registry.take_link("PHONE3"), Some(link("WEBTWO")));
+        registry
+            .request_link(60_000, &name("PHONE3"), link("WEBONE"))
+            .unwrap();
+        assert_eq!(registry.timers.len(), 1);
+        assert!(
+            registry.due_events(120_000).is_empty(),
+            "the retry restarted the timer"
+        );
+        assert_eq!(registry.take_link("PHONE3"), Some(link("WEBONE")));
         assert!(registry.timers.is_empty());
     }
 
     #[test]
     fn either_side_ending_ends_the_link_request() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
-        registry.request_link(0, &name("PHONE3"), link("WEBWEB"));
+        registry
+            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .unwrap();
         let events = registry.remove_code("WEBWEB");
         assert_eq!(events.len(), 1);
-        registry.request_link(0, &name("PHONE3"), link("WEBWEB"));
+        registry
+            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .unwrap();
         let events = registry.remove_code("PHONE3");
         assert_eq!(events.len(), 1);
         assert!(registry.is_empty());
@@ -375,21 +390,11 @@ mod tests {
         Name::try_from(text).unwrap()
     }
 
-    fn request() -> PendingRequest {
-        PendingRequest {
-            requester_key: PairingKey::try_from(
-                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
-            )
-            .unwrap(),
-            proposed_name: None,
-        }
-    }
-
     #[test]
     fn a_request_warns_at_90_seconds_and_times_out_at_120() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
         assert!(registry.due_events(START + 89_999).is_empty());
         assert_eq!(
@@ -415,10 +420,10 @@ mod tests {
     fn an_answered_request_leaves_no_timers() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
-        assert_eq!(registry.take("AAAAAA", "BBBBBB"), Some(request()));
-        assert_eq!(registry.take("AAAAAA", "BBBBBB"), None);
+        assert!(registry.take("AAAAAA", "BBBBBB"));
+        assert!(!registry.take("AAAAAA", "BBBBBB"));
         assert!(registry.timers.is_empty());
         assert!(registry.due_events(START + 200_000).is_empty());
     }
@@ -427,10 +432,10 @@ mod tests {
     fn a_repeated_request_replaces_the_earlier_one_and_restarts_its_timers() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
         registry
-            .request(START + 60_000, &name("AAAAAA"), &name("BBBBBB"), request())
+            .request(START + 60_000, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.timers.len(), 2);
@@ -444,21 +449,19 @@ mod tests {
         let target = name("TARGET");
         for i in 0..10 {
             registry
-                .request(START, &name(&format!("REQ{i}")), &target, request())
+                .request(START, &name(&format!("REQ{i}")), &target)
                 .unwrap();
         }
         assert_eq!(
-            registry.request(START, &name("REQX"), &target, request()),
+            registry.request(START, &name("REQX"), &target),
             Err(RequestRefused::TargetFull)
         );
         assert!(
-            registry
-                .request(START, &name("REQ3"), &target, request())
-                .is_ok(),
+            registry.request(START, &name("REQ3"), &target).is_ok(),
             "a replacement is not a new request"
         );
         assert_eq!(
-            registry.request(START, &target, &target, request()),
+            registry.request(START, &target, &target),
             Err(RequestRefused::ToSelf)
         );
     }
@@ -467,15 +470,22 @@ mod tests {
     fn removing_a_code_removes_its_requests_both_ways() {
         let mut registry = PairingRegistry::new(PairingTimes::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"), request())
+            .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
         registry
-            .request(START, &name("CCCCCC"), &name("AAAAAA"), request())
+            .request(START, &name("CCCCCC"), &name("AAAAAA"))
             .unwrap();
         registry
-            .request(START, &name("CCCCCC"), &name("DDDDDD"), request())
+            .request(START, &name("CCCCCC"), &name("DDDDDD"))
             .unwrap();
-        assert!(registry.remove_code("AAAAAA").is_empty());
+        assert_eq!(
+            registry.remove_code("AAAAAA"),
+            [PairingEvent::TimedOut {
+                requester: name("CCCCCC"),
+                target: name("AAAAAA")
+            }],
+            "the requester waiting for the code that left is told"
+        );
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.timers.len(), 2);
         assert!(!registry.by_target.contains_key("AAAAAA"));

@@ -14,7 +14,7 @@ impl Session {
     /// From the web client: asks the phone holding `link_code` to link it.
     pub(super) fn link_request(
         &self,
-        link_code: PairingCode,
+        link_code: Option<PairingCode>,
         public_key: PairingKey,
         device_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
@@ -23,6 +23,7 @@ impl Session {
             .pairing_code
             .clone()
             .ok_or(Failure::NotRegistered)?;
+        let link_code = link_code.ok_or(Failure::LinkError(LINK_REQUEST_REFUSED))?;
         let now = self.hub.now();
         let mut state = self.hub.state();
         let state = &mut *state;
@@ -30,16 +31,18 @@ impl Session {
         if *phone == web_client || state.directory.code_key(phone.as_str()).is_none() {
             return Err(Failure::LinkError(LINK_REQUEST_REFUSED));
         }
-        let replaced = state.pairing.request_link(
-            now,
-            phone,
-            PendingLink {
-                web_client,
-                web_client_key: public_key.clone(),
-                device_name: device_name.clone(),
-            },
-        );
-        state.deliver_pairing_events(replaced);
+        state
+            .pairing
+            .request_link(
+                now,
+                phone,
+                PendingLink {
+                    web_client,
+                    web_client_key: public_key.clone(),
+                    device_name: device_name.clone(),
+                },
+            )
+            .map_err(|_| Failure::LinkError(LINK_REQUEST_REFUSED))?;
         state.directory.push_to_code(
             phone.as_str(),
             ServerMessage::LinkRequest {

@@ -141,7 +141,7 @@ impl Session {
     /// connections still in their handshake count towards the limits too).
     pub fn open_admitted(hub: &Hub, admission: Admission) -> (Self, PushReceiver) {
         let settings = hub.settings();
-        let (pushes, receiver) = push_queue(settings.push_queue);
+        let (pushes, receiver) = push_queue(settings.push_queue, settings.push_queue_bytes);
         pushes.push(ServerMessage::ServerInfo {
             server_id: settings.server_id.clone(),
             endpoint: settings.endpoint.clone(),

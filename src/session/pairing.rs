@@ -4,7 +4,6 @@
 use super::{Failure, Session};
 use crate::protocol::names::PairingCode;
 use crate::protocol::{Name, ServerMessage};
-use crate::registry::pairing::PendingRequest;
 
 /// One text for every refused request, so that pairing codes cannot be enumerated.
 pub const PAIR_REQUEST_REFUSED: &str = "Pair request could not be processed";
@@ -13,7 +12,7 @@ pub const NO_PENDING_REQUEST: &str = "No pending request from this peer";
 impl Session {
     pub(super) fn pair_request(
         &self,
-        target: PairingCode,
+        target: Option<PairingCode>,
         proposed_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
@@ -21,6 +20,7 @@ impl Session {
             .pairing_code
             .clone()
             .ok_or(Failure::NotRegistered)?;
+        let target = target.ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
         let now = self.hub.now();
         let mut state = self.hub.state();
         let state = &mut *state;
@@ -32,13 +32,9 @@ impl Session {
         ) else {
             return Err(Failure::PairError(PAIR_REQUEST_REFUSED));
         };
-        let request = PendingRequest {
-            requester_key: requester_key.clone(),
-            proposed_name: proposed_name.clone(),
-        };
         state
             .pairing
-            .request(now, &requester, target, request)
+            .request(now, &requester, target)
             .map_err(|_| Failure::PairError(PAIR_REQUEST_REFUSED))?;
         state.directory.push_to_code(
             target.as_str(),
@@ -57,7 +53,7 @@ impl Session {
     /// Answers a pending request from `requester` to this session's code.
     pub(super) fn pair_response(
         &self,
-        requester: PairingCode,
+        requester: Option<PairingCode>,
         accepted: bool,
     ) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
@@ -65,12 +61,12 @@ impl Session {
             .pairing_code
             .clone()
             .ok_or(Failure::NotRegistered)?;
+        let requester = requester.ok_or(Failure::PairError(NO_PENDING_REQUEST))?;
         let mut state = self.hub.state();
         let requester: &Name = requester.name();
-        let pending = state
-            .pairing
-            .take(requester.as_str(), responder.as_str())
-            .ok_or(Failure::PairError(NO_PENDING_REQUEST))?;
+        if !state.pairing.take(requester.as_str(), responder.as_str()) {
+            return Err(Failure::PairError(NO_PENDING_REQUEST));
+        }
         if !accepted {
             state.directory.push_to_code(
                 requester.as_str(),
@@ -82,11 +78,14 @@ impl Session {
                 request_type: "pair_response",
             });
         }
-        let responder_key = state
-            .directory
-            .code_key(responder.as_str())
-            .cloned()
-            .ok_or(Failure::NotRegistered)?;
+        // The keys as registered now: a side that re-registered its code with a new key is matched
+        // with that one.
+        let (Some(responder_key), Some(requester_key)) = (
+            state.directory.code_key(responder.as_str()).cloned(),
+            state.directory.code_key(requester.as_str()).cloned(),
+        ) else {
+            return Err(Failure::PairError(NO_PENDING_REQUEST));
+        };
         state.directory.push_to_code(
             requester.as_str(),
             ServerMessage::PairMatched {
@@ -97,7 +96,7 @@ impl Session {
         );
         Ok(ServerMessage::PairMatched {
             peer_code: requester.clone(),
-            peer_public_key: pending.requester_key,
+            peer_public_key: requester_key,
             is_initiator: false,
         })
     }

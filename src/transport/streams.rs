@@ -14,7 +14,7 @@ use super::TransportContext;
 use crate::hub::{Admission, OverCapacity};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::framing::{FrameError, read_body, read_length, write_frame};
-use crate::protocol::{ErrorCode, ServerMessage};
+use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
 use crate::session::Session;
 use crate::session::push::PushReceiver;
 
@@ -144,12 +144,16 @@ async fn serve_request_stream<C: StreamConnection>(
                 return;
             }
             Err(FrameError::TooLarge(len)) => {
-                let refusal = ServerMessage::error(
-                    ErrorCode::TooLarge,
-                    format!("a frame of {len} bytes is over the limit of {max_message_size}"),
-                );
-                let _ =
-                    write_frame(&mut send, &codec::encode(&refusal, None, Encoding::Cbor)).await;
+                // Through the session, so that refused frames count towards its rate limit too.
+                let refusal = session.handle(Err(DecodeError {
+                    code: ErrorCode::TooLarge,
+                    message: format!(
+                        "a frame of {len} bytes is over the limit of {max_message_size}"
+                    ),
+                    request_id: None,
+                }));
+                let bytes = codec::encode(&refusal.message, None, Encoding::Cbor);
+                let _ = write_frame(&mut send, &bytes).await;
                 let _ = send.shutdown().await;
                 C::stop_receiving(recv);
                 return;
