@@ -680,3 +680,30 @@ async fn a_legacy_json_client_flow_works_unchanged() {
     );
     server.stop().await;
 }
+
+/// A payload just under the message limit in CBOR can grow six times as JSON; it still reaches a JSON
+/// client whole.
+#[tokio::test]
+async fn a_large_forwarded_payload_reaches_a_json_client_whole() {
+    let server = TestServer::start().await;
+    let mut sender = server.connect().await;
+    let mut receiver = server.connect().await;
+    sender
+        .request(json!({"type": "register", "pairingCode": "SNDR22", "publicKey": PUBLIC_KEY}))
+        .await;
+    receiver
+        .request(json!({"type": "register", "pairingCode": "RCVR22", "publicKey": PUBLIC_KEY}))
+        .await;
+    let payload = "\u{1}".repeat(200_000);
+    sender
+        .send_cbor(&json!({"type": "offer", "target": "RCVR22", "payload": payload}))
+        .await;
+    let offer = receiver.recv_text().await;
+    assert_eq!(offer["from"], "SNDR22");
+    assert_eq!(offer["payload"].as_str().map(str::len), Some(200_000));
+    assert_eq!(
+        receiver.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}

@@ -110,7 +110,9 @@ fn websocket_config(max_message_size: usize) -> WebSocketConfig {
         .read_buffer_size(READ_BUFFER)
         // Write each message as it is sent instead of collecting a buffer first.
         .write_buffer_size(0)
-        .max_write_buffer_size(max_message_size.saturating_mul(4))
+        // Room for one outgoing message: a forwarded payload from a CBOR client may grow up to six
+        // times as JSON (control characters become \u0001).
+        .max_write_buffer_size(max_message_size.saturating_mul(8))
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }
