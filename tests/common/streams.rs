@@ -39,6 +39,20 @@ pub async fn recv_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Value {
         .expect("a frame, not the end of the stream")
 }
 
+/// Sends one request on a fresh stream, finishes it, and returns its one answer; the server must then
+/// finish the stream.
+async fn request_on<W, R>(send: &mut W, recv: &mut R, message: &Value) -> Value
+where
+    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
+    send_frame(send, message).await;
+    send.shutdown().await.unwrap();
+    let reply = recv_frame(recv).await;
+    assert_eq!(next_frame(recv).await, None, "one answer per request frame");
+    reply
+}
+
 /// A raw QUIC session: its connection and its push stream, `server_info` already read.
 pub struct QuicClient {
     pub connection: quinn::Connection,
@@ -97,15 +111,7 @@ impl QuicClient {
     /// One request on a stream of its own.
     pub async fn request(&self, message: &Value) -> Value {
         let (mut send, mut recv) = self.connection.open_bi().await.expect("open a stream");
-        send_frame(&mut send, message).await;
-        send.shutdown().await.unwrap();
-        let reply = recv_frame(&mut recv).await;
-        assert_eq!(
-            next_frame(&mut recv).await,
-            None,
-            "one answer per request frame"
-        );
-        reply
+        request_on(&mut send, &mut recv, message).await
     }
 }
 
@@ -163,14 +169,6 @@ impl WebTransportClient {
             .expect("open a stream")
             .await
             .expect("stream opened");
-        send_frame(&mut send, message).await;
-        send.shutdown().await.unwrap();
-        let reply = recv_frame(&mut recv).await;
-        assert_eq!(
-            next_frame(&mut recv).await,
-            None,
-            "one answer per request frame"
-        );
-        reply
+        request_on(&mut send, &mut recv, message).await
     }
 }
