@@ -125,7 +125,7 @@ impl PairingRegistry {
             return Err(RequestRefused::TargetFull);
         }
         if replacing {
-            self.remove(requester.as_str(), target.as_str());
+            self.remove(requester, target);
         }
         self.next_sequence += 1;
         let expires = now.saturating_add(self.times.expiry);
@@ -151,7 +151,7 @@ impl PairingRegistry {
 
     /// Takes the pending request from `requester` to `target`, if there is one (the target answered
     /// it).
-    pub fn take(&mut self, requester: &str, target: &str) -> bool {
+    pub fn take(&mut self, requester: &Name, target: &Name) -> bool {
         self.remove(requester, target)
     }
 
@@ -167,7 +167,7 @@ impl PairingRegistry {
         match self.links.get(phone) {
             Some((pending, _)) if pending.web_client != link.web_client => return Err(LinkBusy),
             Some(_) => {
-                self.take_link(phone.as_str());
+                self.take_link(phone);
             }
             None => {}
         }
@@ -188,30 +188,27 @@ impl PairingRegistry {
     }
 
     /// Takes the pending link request to `phone`, if any (the phone answered it).
-    pub fn take_link(&mut self, phone: &str) -> Option<PendingLink> {
+    pub fn take_link(&mut self, phone: &Name) -> Option<PendingLink> {
         let (link, timer) = self.links.remove(phone)?;
         self.timers.remove(&timer);
-        remove_from(
-            &mut self.links_by_web_client,
-            link.web_client.as_str(),
-            phone,
-        );
+        remove_from(&mut self.links_by_web_client, &link.web_client, phone);
         Some(link)
     }
 
     /// Removes every request from or to `code` (its session ended, or it changed its code), with the
     /// events that tell the other sides: requesters waiting for `code` time out at once, and so do
     /// link requests either way. (A target whose requester left learns it when it answers.)
-    pub fn remove_code(&mut self, code: &str) -> Vec<PairingEvent> {
+    pub fn remove_code(&mut self, code: &Name) -> Vec<PairingEvent> {
         for target in self.by_requester.get(code).cloned().unwrap_or_default() {
-            self.remove(code, target.as_str());
+            self.remove(code, &target);
         }
         let mut events = Vec::new();
         for requester in self.by_target.get(code).cloned().unwrap_or_default() {
-            if self.remove(requester.as_str(), code)
-                && let Ok(target) = Name::try_from(code)
-            {
-                events.push(PairingEvent::TimedOut { requester, target });
+            if self.remove(&requester, code) {
+                events.push(PairingEvent::TimedOut {
+                    requester,
+                    target: code.clone(),
+                });
             }
         }
         events.extend(self.remove_link(code));
@@ -221,15 +218,15 @@ impl PairingRegistry {
             .cloned()
             .unwrap_or_default()
         {
-            events.extend(self.remove_link(phone.as_str()));
+            events.extend(self.remove_link(&phone));
         }
         events
     }
 
-    fn remove_link(&mut self, phone: &str) -> Option<PairingEvent> {
+    fn remove_link(&mut self, phone: &Name) -> Option<PairingEvent> {
         let link = self.take_link(phone)?;
         Some(PairingEvent::LinkTimedOut {
-            phone: Name::try_from(phone).ok()?,
+            phone: phone.clone(),
             web_client: link.web_client,
         })
     }
@@ -246,17 +243,13 @@ impl PairingRegistry {
                 TimerKind::LinkExpiry => {
                     let (web_client, phone) = (requester, target);
                     if let Some((link, _)) = self.links.remove(&phone) {
-                        remove_from(
-                            &mut self.links_by_web_client,
-                            link.web_client.as_str(),
-                            phone.as_str(),
-                        );
+                        remove_from(&mut self.links_by_web_client, &link.web_client, &phone);
                     }
                     events.push(PairingEvent::LinkTimedOut { phone, web_client });
                 }
                 TimerKind::Warning => events.push(PairingEvent::Expiring { requester, target }),
                 TimerKind::Expiry => {
-                    self.remove(requester.as_str(), target.as_str());
+                    self.remove(&requester, &target);
                     events.push(PairingEvent::TimedOut { requester, target });
                 }
             }
@@ -273,13 +266,8 @@ impl PairingRegistry {
         self.len() == 0
     }
 
-    fn remove(&mut self, requester: &str, target: &str) -> bool {
-        let (Ok(requester_name), Ok(target_name)) =
-            (Name::try_from(requester), Name::try_from(target))
-        else {
-            return false;
-        };
-        let Some(pending) = self.pending.remove(&(requester_name, target_name)) else {
+    fn remove(&mut self, requester: &Name, target: &Name) -> bool {
+        let Some(pending) = self.pending.remove(&(requester.clone(), target.clone())) else {
             return false;
         };
         self.timers.remove(&pending.warning);
@@ -290,7 +278,7 @@ impl PairingRegistry {
     }
 }
 
-fn remove_from(index: &mut HashMap<Name, HashSet<Name>>, key: &str, member: &str) {
+fn remove_from(index: &mut HashMap<Name, HashSet<Name>>, key: &Name, member: &Name) {
     if let Some(members) = index.get_mut(key) {
         members.remove(member);
         if members.is_empty() {
@@ -358,7 +346,7 @@ mod link_tests {
             registry.due_events(120_000).is_empty(),
             "the retry restarted the timer"
         );
-        assert_eq!(registry.take_link("PHONE3"), Some(link("WEBONE")));
+        assert_eq!(registry.take_link(&name("PHONE3")), Some(link("WEBONE")));
         assert!(registry.timers.is_empty());
     }
 
@@ -368,12 +356,12 @@ mod link_tests {
         registry
             .request_link(0, &name("PHONE3"), link("WEBWEB"))
             .unwrap();
-        let events = registry.remove_code("WEBWEB");
+        let events = registry.remove_code(&name("WEBWEB"));
         assert_eq!(events.len(), 1);
         registry
             .request_link(0, &name("PHONE3"), link("WEBWEB"))
             .unwrap();
-        let events = registry.remove_code("PHONE3");
+        let events = registry.remove_code(&name("PHONE3"));
         assert_eq!(events.len(), 1);
         assert!(registry.is_empty());
         assert!(registry.timers.is_empty());
@@ -422,8 +410,8 @@ mod tests {
         registry
             .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
-        assert!(registry.take("AAAAAA", "BBBBBB"));
-        assert!(!registry.take("AAAAAA", "BBBBBB"));
+        assert!(registry.take(&name("AAAAAA"), &name("BBBBBB")));
+        assert!(!registry.take(&name("AAAAAA"), &name("BBBBBB")));
         assert!(registry.timers.is_empty());
         assert!(registry.due_events(START + 200_000).is_empty());
     }
@@ -479,7 +467,7 @@ mod tests {
             .request(START, &name("CCCCCC"), &name("DDDDDD"))
             .unwrap();
         assert_eq!(
-            registry.remove_code("AAAAAA"),
+            registry.remove_code(&name("AAAAAA")),
             [PairingEvent::TimedOut {
                 requester: name("CCCCCC"),
                 target: name("AAAAAA")

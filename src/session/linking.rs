@@ -19,10 +19,7 @@ impl Session {
         device_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
-        let web_client = identity
-            .pairing_code
-            .clone()
-            .ok_or(Failure::NotRegistered)?;
+        let web_client = identity.pairing_code()?;
         let link_code = link_code.ok_or(Failure::LinkError(LINK_REQUEST_REFUSED))?;
         let now = self.hub.now();
         let mut state = self.hub.state();
@@ -74,7 +71,7 @@ impl Session {
         let mut state = self.hub.state();
         let link = state
             .pairing
-            .take_link(phone.as_str())
+            .take_link(phone)
             .ok_or(Failure::LinkError(NO_PENDING_LINK))?;
         if !accepted {
             state.directory.push_to_code(

@@ -53,6 +53,11 @@ impl Identity {
             || self.relay_id.as_ref().is_some_and(|n| n.as_str() == name)
     }
 
+    /// The session's pairing code, which pairing, linking and forwarding act as.
+    fn pairing_code(&self) -> Result<Name, Failure> {
+        self.pairing_code.clone().ok_or(Failure::NotRegistered)
+    }
+
     /// A bound session may only act as one of its ids; an unbound one is checked by each request.
     fn check_acts_as(&self, peer_id: &str) -> Result<(), Failure> {
         if self.is_bound() && !self.holds(peer_id) {
@@ -277,7 +282,7 @@ impl Session {
             state
                 .directory
                 .release(old.as_str(), self.id(), Role::PairingCode);
-            let ended = state.pairing.remove_code(old.as_str());
+            let ended = state.pairing.remove_code(&old);
             state.deliver_pairing_events(ended);
             if identity.relay_id.as_ref() != Some(&old) {
                 state.rendezvous.remove_hourly(old.as_str());
@@ -305,7 +310,7 @@ impl Drop for Session {
             state
                 .directory
                 .release(code.as_str(), id, Role::PairingCode);
-            let ended = state.pairing.remove_code(code.as_str());
+            let ended = state.pairing.remove_code(code);
             state.deliver_pairing_events(ended);
             state.rendezvous.remove_hourly(code.as_str());
         }

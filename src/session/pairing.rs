@@ -16,10 +16,7 @@ impl Session {
         proposed_name: Option<String>,
     ) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
-        let requester = identity
-            .pairing_code
-            .clone()
-            .ok_or(Failure::NotRegistered)?;
+        let requester = identity.pairing_code()?;
         let target = target.ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
         let now = self.hub.now();
         let mut state = self.hub.state();
@@ -57,14 +54,11 @@ impl Session {
         accepted: bool,
     ) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
-        let responder = identity
-            .pairing_code
-            .clone()
-            .ok_or(Failure::NotRegistered)?;
+        let responder = identity.pairing_code()?;
         let requester = requester.ok_or(Failure::PairError(NO_PENDING_REQUEST))?;
         let mut state = self.hub.state();
         let requester: &Name = requester.name();
-        if !state.pairing.take(requester.as_str(), responder.as_str()) {
+        if !state.pairing.take(requester, &responder) {
             return Err(Failure::PairError(NO_PENDING_REQUEST));
         }
         if !accepted {

@@ -11,10 +11,7 @@ impl Session {
     /// target's one push queue, in the order this session handled them.
     pub(super) fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
         let identity = self.identity();
-        let from = identity
-            .pairing_code
-            .clone()
-            .ok_or(Failure::NotRegistered)?;
+        let from = identity.pairing_code()?;
         let forwarded = ServerMessage::Forwarded(Forwarded {
             kind: signal.kind.as_str(),
             from,
