@@ -39,6 +39,12 @@ pub async fn recv_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Value {
         .expect("a frame, not the end of the stream")
 }
 
+/// Reads the first frame of a push stream, which must be `server_info`.
+async fn expect_server_info<R: AsyncRead + Unpin>(pushes: &mut R) {
+    let info = recv_frame(pushes).await;
+    assert_eq!(info["type"], "server_info", "{info}");
+}
+
 /// Sends one request on a fresh stream, finishes it, and returns its one answer; the server must then
 /// finish the stream.
 async fn request_on<W, R>(send: &mut W, recv: &mut R, message: &Value) -> Value
@@ -74,8 +80,7 @@ impl QuicClient {
             .await
             .expect("push stream in time")
             .expect("push stream");
-        let info = recv_frame(&mut pushes).await;
-        assert_eq!(info["type"], "server_info", "{info}");
+        expect_server_info(&mut pushes).await;
         Self {
             connection,
             pushes,
@@ -152,8 +157,7 @@ impl WebTransportClient {
             .await
             .expect("push stream in time")
             .expect("push stream");
-        let info = recv_frame(&mut pushes).await;
-        assert_eq!(info["type"], "server_info", "{info}");
+        expect_server_info(&mut pushes).await;
         Ok(Self {
             connection,
             pushes,
