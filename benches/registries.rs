@@ -11,8 +11,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use zajel_signal::config::RendezvousConfig;
 use zajel_signal::protocol::Name;
-use zajel_signal::registry::{Bounds, Registration, RelayRegistry, RendezvousRegistry, Ttls};
+use zajel_signal::registry::{Registration, RelayRegistry, RendezvousRegistry};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -38,7 +39,7 @@ fn available_relays(c: &mut Criterion) {
 /// A registry holding `entries` entries: half daily points with dead drops, half hourly tokens, two
 /// peers per point.
 fn filled_rendezvous(entries: usize) -> RendezvousRegistry {
-    let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+    let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
     let relay: Arc<str> = Arc::from("relay");
     let points_per_kind = entries / 4;
     for i in 0..points_per_kind {

@@ -1,39 +1,82 @@
-//! One `Config` for the whole server, from flags, environment variables and an optional TOML file.
+//! The server's configuration, from flags, environment variables and an optional TOML file.
 //!
 //! Precedence: a flag, then its environment variable, then the file, then the built-in default. Every
-//! default lives in exactly one place: the `default_value` of its flag.
+//! default lives in exactly one place: the `default_value` of its flag. Each component has its own
+//! section (a struct flattened into [`Config`]) and is handed that section as it is; file keys stay flat,
+//! as the flags are.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
-use crate::tls::CertificateSource;
+use crate::clock::{Millis, duration_millis};
 
 #[derive(Clone, Debug, PartialEq, Parser, Serialize, Deserialize)]
 #[command(name = "zajel-signal", version, about = "Signaling server for Zajel")]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// TOML file with any of the settings below (keys as the flags, with underscores).
     #[arg(long, env = "ZAJEL_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// TCP address for WebSocket sessions and the HTTP routes (/health).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub listen: ListenConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: TlsConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub identity: IdentityConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub transport: TransportConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admission: AdmissionConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sessions: SessionConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub rendezvous: RendezvousConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pairing: PairingConfig,
+}
+
+/// Where the server listens.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Listening")]
+pub struct ListenConfig {
+    /// TCP address for WebSocket sessions and the HTTP routes (/health, /cert-hash).
     #[arg(long, env = "ZAJEL_WS_LISTEN", default_value = "0.0.0.0:8080")]
     pub ws_listen: SocketAddr,
 
-    /// UDP address for WebTransport (ALPN h3) and raw QUIC (ALPN zajel/1).
+    /// UDP address for WebTransport (ALPN h3) and raw QUIC (ALPN zajel/1); [::] takes IPv4 too.
     #[arg(long, env = "ZAJEL_QUIC_LISTEN", default_value = "[::]:4433")]
     pub quic_listen: SocketAddr,
 
     /// Serve wss:// and https:// on the TCP port, with the same certificate as QUIC.
     #[arg(long, env = "ZAJEL_WS_TLS")]
     pub ws_tls: bool,
+}
 
+/// The certificate of every TLS endpoint.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Certificates")]
+pub struct TlsConfig {
     /// PEM certificate chain [default: certs/cert.pem if it and certs/key.pem exist, else a
     /// development certificate made at start].
     #[arg(long, env = "ZAJEL_TLS_CERT", requires = "tls_key")]
@@ -43,17 +86,19 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Extra host names for the development certificate (it always names localhost, 127.0.0.1, ::1).
+    /// Extra host names (comma-separated) for the development certificate, which always names
+    /// localhost, 127.0.0.1 and ::1.
     #[arg(long, env = "ZAJEL_CERT_HOSTS", value_delimiter = ',')]
     #[serde(default)]
     pub cert_hosts: Vec<String>,
+}
 
-    /// Origins allowed to open WebTransport sessions [default: any].
-    #[arg(long, env = "ZAJEL_WEBTRANSPORT_ORIGINS", value_delimiter = ',')]
-    #[serde(default)]
-    pub webtransport_origins: Vec<String>,
-
-    /// This server's id in `server_info`, `registered` and /health [default: random at start].
+/// How this server introduces itself to clients.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Identity")]
+pub struct IdentityConfig {
+    /// This server's id in `server_info`, `registered` and /health [default: random zajel-xxxxxxxx at
+    /// start].
     #[arg(long, env = "ZAJEL_SERVER_ID")]
     pub server_id: Option<String>,
 
@@ -64,39 +109,48 @@ pub struct Config {
     /// The region announced in `server_info` [default: null].
     #[arg(long, env = "ZAJEL_REGION")]
     pub region: Option<String>,
+}
 
-    /// Largest accepted message, in bytes.
+/// Framing and timing shared by the three transports.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Transports")]
+pub struct TransportConfig {
+    /// Largest accepted message, in bytes (1 KiB to 16 MiB).
     #[arg(long, env = "ZAJEL_MAX_MESSAGE_SIZE", default_value_t = 262_144)]
     pub max_message_size: usize,
-
-    /// Most entries in one `dailyPoints` or `hourlyTokens` list.
-    #[arg(long, env = "ZAJEL_MAX_LIST_ENTRIES", default_value_t = 1000)]
-    pub max_list_entries: usize,
-
-    /// Most characters in one dead-drop payload.
-    #[arg(long, env = "ZAJEL_MAX_DEAD_DROP_CHARS", default_value_t = 4096)]
-    pub max_dead_drop_chars: usize,
-
-    /// How long daily points and their dead drops are kept, in seconds.
-    #[arg(long, env = "ZAJEL_DAILY_TTL_SECS", default_value_t = 48 * 3600)]
-    pub daily_ttl_secs: u64,
-
-    /// How long hourly tokens are kept, in seconds.
-    #[arg(long, env = "ZAJEL_HOURLY_TTL_SECS", default_value_t = 3 * 3600)]
-    pub hourly_ttl_secs: u64,
-
-    /// How often expired rendezvous entries are swept, in seconds.
-    #[arg(long, env = "ZAJEL_SWEEP_INTERVAL_SECS", default_value_t = 30)]
-    pub sweep_interval_secs: u64,
 
     /// A session with no traffic from its client for this long is closed, in seconds.
     #[arg(long, env = "ZAJEL_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
-    /// Time allowed for a TCP connection to send its HTTP request head, in seconds.
+    /// Time allowed for a connection's TLS or QUIC handshake and its HTTP request head, in seconds.
     #[arg(long, env = "ZAJEL_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
+    /// Origins (comma-separated) allowed to open WebTransport sessions; others get 403, and requests
+    /// without an Origin (non-browser clients) are allowed [default: any].
+    #[arg(long, env = "ZAJEL_WEBTRANSPORT_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    pub webtransport_origins: Vec<String>,
+}
+
+/// How many sessions the server takes.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Admission")]
+pub struct AdmissionConfig {
+    /// Most concurrent sessions on this server.
+    #[arg(long, env = "ZAJEL_MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+
+    /// Most concurrent sessions from one IP address.
+    #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
+    pub max_sessions_per_ip: usize,
+}
+
+/// What one session may send and have queued.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Sessions")]
+pub struct SessionConfig {
     /// Pushes queued for a session that does not read; past this the session is closed as too slow.
     #[arg(long, env = "ZAJEL_PUSH_QUEUE", default_value_t = 1024)]
     pub push_queue: usize,
@@ -106,16 +160,49 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_PUSH_QUEUE_BYTES", default_value_t = 8 << 20)]
     pub push_queue_bytes: usize,
 
-    /// Most concurrent sessions on this server.
-    #[arg(long, env = "ZAJEL_MAX_SESSIONS", default_value_t = 100_000)]
-    pub max_sessions: usize,
+    /// Messages a session may send at once before the per-minute rate applies; past it, `rate_limited`.
+    #[arg(long, env = "ZAJEL_RATE_LIMIT_BURST", default_value_t = 100)]
+    pub rate_limit_burst: u32,
 
-    /// Most concurrent sessions from one IP address.
-    #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
-    pub max_sessions_per_ip: usize,
+    /// Messages a session earns back per minute, beyond its burst.
+    #[arg(long, env = "ZAJEL_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
+    pub rate_limit_per_minute: u32,
 
-    /// Most rendezvous entries (daily and hourly together) held at once; past it registrations are
-    /// refused until entries expire.
+    /// Pairing requests a session may send at once.
+    #[arg(long, env = "ZAJEL_PAIR_REQUEST_BURST", default_value_t = 10)]
+    pub pair_request_burst: u32,
+
+    /// Pairing requests a session earns back per minute, beyond its burst.
+    #[arg(long, env = "ZAJEL_PAIR_REQUESTS_PER_MINUTE", default_value_t = 10)]
+    pub pair_requests_per_minute: u32,
+
+    /// Most entries in one `dailyPoints` list, and in one `hourlyTokens` list.
+    #[arg(long, env = "ZAJEL_MAX_LIST_ENTRIES", default_value_t = 1000)]
+    pub max_list_entries: usize,
+
+    /// Most characters in one dead-drop payload.
+    #[arg(long, env = "ZAJEL_MAX_DEAD_DROP_CHARS", default_value_t = 4096)]
+    pub max_dead_drop_chars: usize,
+}
+
+/// The rendezvous registry: lifetimes and bounds.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Rendezvous")]
+pub struct RendezvousConfig {
+    /// How long daily points and their dead drops are kept, in seconds.
+    #[arg(long, env = "ZAJEL_DAILY_TTL_SECS", default_value_t = 48 * 3600)]
+    pub daily_ttl_secs: u64,
+
+    /// How long hourly tokens are kept, in seconds.
+    #[arg(long, env = "ZAJEL_HOURLY_TTL_SECS", default_value_t = 3 * 3600)]
+    pub hourly_ttl_secs: u64,
+
+    /// How often expired rendezvous entries are reclaimed, in seconds.
+    #[arg(long, env = "ZAJEL_SWEEP_INTERVAL_SECS", default_value_t = 30)]
+    pub sweep_interval_secs: u64,
+
+    /// Most rendezvous entries (daily and hourly together) held at once; past it registrations get
+    /// `over_capacity` until expired entries are swept.
     #[arg(
         long,
         env = "ZAJEL_MAX_RENDEZVOUS_ENTRIES",
@@ -127,41 +214,27 @@ pub struct Config {
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
     pub max_rendezvous_results: usize,
 
-    /// Messages a session may send at once before the per-minute rate applies.
-    #[arg(long, env = "ZAJEL_RATE_LIMIT_BURST", default_value_t = 100)]
-    pub rate_limit_burst: u32,
+    /// Most peers at one daily point or hourly token; a newcomer replaces the entry closest to expiry.
+    #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
+    pub max_peers_per_point: usize,
+}
 
-    /// Messages a session may send per minute, beyond its burst; over it, messages get `rate_limited`.
-    #[arg(long, env = "ZAJEL_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
-    pub rate_limit_per_minute: u32,
-
-    /// Pairing requests a session may send at once.
-    #[arg(long, env = "ZAJEL_PAIR_REQUEST_BURST", default_value_t = 10)]
-    pub pair_request_burst: u32,
-
-    /// Pairing requests a session may send per minute, beyond its burst.
-    #[arg(long, env = "ZAJEL_PAIR_REQUESTS_PER_MINUTE", default_value_t = 10)]
-    pub pair_requests_per_minute: u32,
-
-    /// How long a pairing request waits for its answer, in seconds.
+/// Pending pairing and device-link requests.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Pairing")]
+pub struct PairingConfig {
+    /// How long a pairing or link request waits for its answer, in seconds.
     #[arg(long, env = "ZAJEL_PAIR_EXPIRY_SECS", default_value_t = 120)]
     pub pair_expiry_secs: u64,
 
-    /// How long before a pairing request expires both sides are warned, in seconds.
+    /// How long before a pairing request expires both sides get `pair_expiring`, in seconds.
     #[arg(long, env = "ZAJEL_PAIR_WARNING_SECS", default_value_t = 30)]
     pub pair_warning_secs: u64,
 
     /// Pending pairing requests one pairing code may have waiting for it.
     #[arg(long, env = "ZAJEL_MAX_PENDING_PAIRS", default_value_t = 10)]
     pub max_pending_pairs: usize,
-
-    /// Most peers at one daily point or hourly token; a newcomer replaces the entry closest to expiry.
-    #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
-    pub max_peers_per_point: usize,
 }
-
-const DEFAULT_CERT: &str = "certs/cert.pem";
-const DEFAULT_KEY: &str = "certs/key.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -176,6 +249,34 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// A section's built-in defaults, without reading the environment.
+fn defaults_of<T: Args + FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    let matches = command.get_matches_from(["defaults"]);
+    T::from_arg_matches(&matches).expect("the defaults parse")
+}
+
+macro_rules! default_from_flags {
+    ($($section:ty),*) => {$(
+        impl Default for $section {
+            fn default() -> Self {
+                defaults_of()
+            }
+        }
+    )*};
+}
+
+default_from_flags!(
+    ListenConfig,
+    TlsConfig,
+    IdentityConfig,
+    TransportConfig,
+    AdmissionConfig,
+    SessionConfig,
+    RendezvousConfig,
+    PairingConfig
+);
+
 impl Default for Config {
     /// The built-in defaults, without reading the environment.
     fn default() -> Self {
@@ -183,6 +284,31 @@ impl Default for Config {
         let matches = command.get_matches_from(["zajel-signal"]);
         Self::from_arg_matches(&matches).expect("the defaults parse")
     }
+}
+
+/// Fails with `reason` for setting `name` unless `ok`.
+fn check(name: &'static str, ok: bool, reason: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+/// Durations in seconds: at least one second, at most 30 days.
+fn check_seconds(name: &'static str, secs: u64) -> Result<(), ConfigError> {
+    check(
+        name,
+        (1..=30 * 24 * 3600).contains(&secs),
+        "must be 1 s to 30 days",
+    )
+}
+
+fn secs_to_millis(secs: u64) -> Millis {
+    duration_millis(Duration::from_secs(secs))
 }
 
 impl Config {
@@ -223,9 +349,18 @@ impl Config {
         };
         let file: toml::Table = toml::from_str(file_text).map_err(|e| file_error(e.to_string()))?;
         let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
+        // Sections are flattened, which serde cannot combine with `deny_unknown_fields`: the flags are
+        // the list of known keys.
+        let command = Self::command();
         for (key, value) in file {
             if key == "config" {
                 return Err(file_error("`config` cannot be set in the file".into()));
+            }
+            if !command
+                .get_arguments()
+                .any(|arg| arg.get_id() == key.as_str())
+            {
+                return Err(file_error(format!("unknown setting `{key}`")));
             }
             if unset(&key) {
                 merged.insert(key, value);
@@ -239,120 +374,44 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |name: &'static str, ok: bool, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid {
-                    name,
-                    reason: reason.to_owned(),
-                })
-            }
-        };
+        self.tls.validate()?;
+        self.transport.validate()?;
+        self.admission.validate()?;
+        self.sessions.validate()?;
+        self.rendezvous.validate()?;
+        self.pairing.validate()?;
+        check(
+            "push_queue_bytes",
+            self.sessions.push_queue_bytes >= 4 * self.transport.max_message_size,
+            "must hold at least four messages of max_message_size",
+        )?;
+        check(
+            "max_rendezvous_entries",
+            self.rendezvous.max_rendezvous_entries >= self.sessions.max_list_entries * 2,
+            "must hold at least one full registration (2 x max_list_entries)",
+        )
+    }
+}
+
+impl TlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            "tls_cert",
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together",
+        )
+    }
+}
+
+impl TransportConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
         check(
             "max_message_size",
             (1024..=16 << 20).contains(&self.max_message_size),
             "must be 1 KiB to 16 MiB",
         )?;
-        check(
-            "max_list_entries",
-            (1..=100_000).contains(&self.max_list_entries),
-            "must be 1 to 100000",
-        )?;
-        check(
-            "max_dead_drop_chars",
-            (1..=1 << 20).contains(&self.max_dead_drop_chars),
-            "must be 1 to 1048576",
-        )?;
-        for (name, secs) in [
-            ("daily_ttl_secs", self.daily_ttl_secs),
-            ("hourly_ttl_secs", self.hourly_ttl_secs),
-            ("sweep_interval_secs", self.sweep_interval_secs),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("handshake_timeout_secs", self.handshake_timeout_secs),
-            ("pair_expiry_secs", self.pair_expiry_secs),
-        ] {
-            check(
-                name,
-                (1..=30 * 24 * 3600).contains(&secs),
-                "must be 1 s to 30 days",
-            )?;
-        }
-        check(
-            "push_queue",
-            (1..=1 << 20).contains(&self.push_queue),
-            "must be 1 to 1048576",
-        )?;
-        check(
-            "push_queue_bytes",
-            self.push_queue_bytes >= 4 * self.max_message_size,
-            "must hold at least four messages of max_message_size",
-        )?;
-        check("max_sessions", self.max_sessions >= 1, "must be at least 1")?;
-        check(
-            "max_sessions_per_ip",
-            self.max_sessions_per_ip >= 1,
-            "must be at least 1",
-        )?;
-        for (name, value) in [
-            ("rate_limit_burst", self.rate_limit_burst),
-            ("rate_limit_per_minute", self.rate_limit_per_minute),
-            ("pair_request_burst", self.pair_request_burst),
-            ("pair_requests_per_minute", self.pair_requests_per_minute),
-        ] {
-            check(name, value >= 1, "must be at least 1")?;
-        }
-        check(
-            "pair_warning_secs",
-            self.pair_warning_secs < self.pair_expiry_secs,
-            "must be shorter than pair_expiry_secs",
-        )?;
-        check(
-            "max_pending_pairs",
-            (1..=1000).contains(&self.max_pending_pairs),
-            "must be 1 to 1000",
-        )?;
-        check(
-            "max_rendezvous_results",
-            (1..=10_000).contains(&self.max_rendezvous_results),
-            "must be 1 to 10000",
-        )?;
-        check(
-            "max_peers_per_point",
-            (2..=1_000_000).contains(&self.max_peers_per_point),
-            "must be 2 to 1000000",
-        )?;
-        check(
-            "max_rendezvous_entries",
-            self.max_rendezvous_entries >= self.max_list_entries * 2,
-            "must hold at least one full registration (2 x max_list_entries)",
-        )?;
-        Ok(())
-    }
-
-    /// Where certificates come from: configured PEM files, the default ones if present, or a
-    /// development certificate.
-    pub fn certificate_source(&self) -> Result<CertificateSource, ConfigError> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(CertificateSource::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            (None, None) => {
-                let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
-                if cert.exists() && key.exists() {
-                    Ok(CertificateSource::Files { cert, key })
-                } else {
-                    Ok(CertificateSource::Development {
-                        hosts: self.cert_hosts.clone(),
-                    })
-                }
-            }
-            _ => Err(ConfigError::Invalid {
-                name: "tls_cert",
-                reason: "tls_cert and tls_key go together".into(),
-            }),
-        }
+        check_seconds("idle_timeout_secs", self.idle_timeout_secs)?;
+        check_seconds("handshake_timeout_secs", self.handshake_timeout_secs)
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -363,8 +422,111 @@ impl Config {
         Duration::from_secs(self.handshake_timeout_secs)
     }
 
+    /// Whether a WebTransport session from `origin` may open. Requests without an origin (non-browser
+    /// clients) are allowed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            Some(origin) if !self.webtransport_origins.is_empty() => self
+                .webtransport_origins
+                .iter()
+                .any(|allowed| allowed == origin),
+            _ => true,
+        }
+    }
+}
+
+impl AdmissionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check("max_sessions", self.max_sessions >= 1, "must be at least 1")?;
+        check(
+            "max_sessions_per_ip",
+            self.max_sessions_per_ip >= 1,
+            "must be at least 1",
+        )
+    }
+}
+
+impl SessionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            "push_queue",
+            (1..=1 << 20).contains(&self.push_queue),
+            "must be 1 to 1048576",
+        )?;
+        for (name, value) in [
+            ("rate_limit_burst", self.rate_limit_burst),
+            ("rate_limit_per_minute", self.rate_limit_per_minute),
+            ("pair_request_burst", self.pair_request_burst),
+            ("pair_requests_per_minute", self.pair_requests_per_minute),
+        ] {
+            check(name, value >= 1, "must be at least 1")?;
+        }
+        check(
+            "max_list_entries",
+            (1..=100_000).contains(&self.max_list_entries),
+            "must be 1 to 100000",
+        )?;
+        check(
+            "max_dead_drop_chars",
+            (1..=1 << 20).contains(&self.max_dead_drop_chars),
+            "must be 1 to 1048576",
+        )
+    }
+}
+
+impl RendezvousConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_seconds("daily_ttl_secs", self.daily_ttl_secs)?;
+        check_seconds("hourly_ttl_secs", self.hourly_ttl_secs)?;
+        check_seconds("sweep_interval_secs", self.sweep_interval_secs)?;
+        check(
+            "max_rendezvous_results",
+            (1..=10_000).contains(&self.max_rendezvous_results),
+            "must be 1 to 10000",
+        )?;
+        check(
+            "max_peers_per_point",
+            (2..=1_000_000).contains(&self.max_peers_per_point),
+            "must be 2 to 1000000",
+        )
+    }
+
+    pub fn daily_ttl(&self) -> Millis {
+        secs_to_millis(self.daily_ttl_secs)
+    }
+
+    pub fn hourly_ttl(&self) -> Millis {
+        secs_to_millis(self.hourly_ttl_secs)
+    }
+
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_secs(self.sweep_interval_secs)
+    }
+}
+
+impl PairingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_seconds("pair_expiry_secs", self.pair_expiry_secs)?;
+        check(
+            "pair_warning_secs",
+            self.pair_warning_secs < self.pair_expiry_secs,
+            "must be shorter than pair_expiry_secs",
+        )?;
+        check(
+            "max_pending_pairs",
+            (1..=1000).contains(&self.max_pending_pairs),
+            "must be 1 to 1000",
+        )
+    }
+
+    /// From a request to its timeout.
+    pub fn expiry(&self) -> Millis {
+        secs_to_millis(self.pair_expiry_secs)
+    }
+
+    /// How long before the timeout both sides are warned.
+    pub fn warning(&self) -> Millis {
+        secs_to_millis(self.pair_warning_secs)
     }
 }
 
@@ -375,15 +537,16 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol() {
         let config = Config::default();
-        assert_eq!(config.ws_listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(config.max_message_size, 256 * 1024);
-        assert_eq!(config.max_list_entries, 1000);
-        assert_eq!(config.daily_ttl_secs, 48 * 3600);
-        assert_eq!(config.hourly_ttl_secs, 3 * 3600);
-        assert_eq!(config.idle_timeout_secs, 60);
-        assert_eq!(config.push_queue, 1024);
-        assert_eq!(config.endpoint, None);
-        assert_eq!(config.quic_listen, "[::]:4433".parse().unwrap());
+        assert_eq!(config.listen.ws_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.transport.max_message_size, 256 * 1024);
+        assert_eq!(config.sessions.max_list_entries, 1000);
+        assert_eq!(config.rendezvous.daily_ttl_secs, 48 * 3600);
+        assert_eq!(config.rendezvous.hourly_ttl_secs, 3 * 3600);
+        assert_eq!(config.transport.idle_timeout_secs, 60);
+        assert_eq!(config.sessions.push_queue, 1024);
+        assert_eq!(config.identity.endpoint, None);
+        assert_eq!(config.listen.quic_listen, "[::]:4433".parse().unwrap());
+        assert_eq!(config.rendezvous, RendezvousConfig::default());
         config.validate().unwrap();
     }
 
@@ -395,16 +558,14 @@ mod tests {
             ws_listen = "127.0.0.1:9000"
         "#;
         let flags_gave = ["ws_listen"];
-        let from_flags = Config {
-            ws_listen: "127.0.0.1:7000".parse().unwrap(),
-            ..Config::default()
-        };
+        let mut from_flags = Config::default();
+        from_flags.listen.ws_listen = "127.0.0.1:7000".parse().unwrap();
         let config = from_flags
             .overlay_file(text, Path::new("x.toml"), |key| !flags_gave.contains(&key))
             .unwrap();
-        assert_eq!(config.region.as_deref(), Some("eu-west"));
-        assert_eq!(config.max_list_entries, 50);
-        assert_eq!(config.ws_listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(config.identity.region.as_deref(), Some("eu-west"));
+        assert_eq!(config.sessions.max_list_entries, 50);
+        assert_eq!(config.listen.ws_listen, "127.0.0.1:7000".parse().unwrap());
     }
 
     #[test]
@@ -417,10 +578,8 @@ mod tests {
 
     #[test]
     fn out_of_range_settings_are_refused() {
-        let config = Config {
-            max_message_size: 10,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.transport.max_message_size = 10;
         assert!(config.validate().is_err());
     }
 }

@@ -1,16 +1,19 @@
 //! zajel-signal: the signaling server for Zajel. Peers find relays and each other here, over WebTransport,
 //! raw QUIC and WebSocket (JSON or CBOR), with the registries held in memory.
 //!
-//! Data flows one way: transport → session → registries; pushes flow back through one bounded queue per
-//! session. [`Server`] wires the pieces together; tests and benchmarks start it through this library.
+//! Data flows one way: transport → session → shared state → registries; pushes flow back through one
+//! bounded queue per session. [`Server`] wires the pieces together; tests and benchmarks start it through
+//! this library.
 
+pub mod admission;
 pub mod clock;
 pub mod config;
-pub mod directory;
-pub mod hub;
 pub mod protocol;
+pub mod push;
+pub mod rate;
 pub mod registry;
 pub mod session;
+pub mod state;
 pub mod tls;
 pub mod transport;
 
@@ -26,12 +29,13 @@ use tracing::{info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
-pub use hub::Hub;
 
+use admission::Admissions;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hub::Settings;
-use tls::Certificates;
+use session::{ServerIdentity, Sessions};
+use state::SharedState;
+use tls::{CertificateSource, Certificates};
 use transport::TransportContext;
 
 /// How long shutdown waits for sessions to finish their closing handshakes.
@@ -75,34 +79,44 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate()?;
-        let certificates = Certificates::load(config.certificate_source()?)?;
-        let ws_tls = config.ws_tls.then(|| {
+        let Config {
+            listen,
+            tls,
+            identity,
+            transport,
+            admission,
+            sessions,
+            rendezvous,
+            pairing,
+            ..
+        } = config;
+        let certificates = Certificates::load(CertificateSource::from_config(&tls))?;
+        let ws_tls = listen.ws_tls.then(|| {
             TlsAcceptor::from(Arc::new(certificates.server_config(false, &[b"http/1.1"])))
         });
-        let ws_listener = TcpListener::bind(config.ws_listen)
+        let ws_listener = TcpListener::bind(listen.ws_listen)
             .await
             .map_err(|source| StartError::Bind {
-                addr: config.ws_listen,
+                addr: listen.ws_listen,
                 source,
             })?;
-        let quic_endpoint = transport::quic::bind(
-            config.quic_listen,
-            &certificates,
-            config.idle_timeout(),
-            config.max_message_size,
-        )
-        .map_err(|source| StartError::Bind {
-            addr: config.quic_listen,
-            source,
-        })?;
-        let hub = Hub::new(Settings::from_config(&config), clock);
+        let quic_endpoint = transport::quic::bind(listen.quic_listen, &certificates, &transport)
+            .map_err(|source| StartError::Bind {
+                addr: listen.quic_listen,
+                source,
+            })?;
+        let state = SharedState::new(clock.clone(), &rendezvous, &pairing);
+        let sessions = Sessions::new(
+            state,
+            Admissions::new(admission),
+            clock,
+            sessions,
+            ServerIdentity::from_config(&identity),
+        );
         let context = Arc::new(TransportContext {
-            hub,
+            sessions,
             certificates,
-            webtransport_origins: config.webtransport_origins.clone(),
-            max_message_size: config.max_message_size,
-            idle_timeout: config.idle_timeout(),
-            handshake_timeout: config.handshake_timeout(),
+            config: transport,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -111,7 +125,7 @@ impl Server {
             ws_listener,
             ws_tls,
             quic_endpoint,
-            sweep_interval: config.sweep_interval(),
+            sweep_interval: rendezvous.sweep_interval(),
         })
     }
 
@@ -127,10 +141,6 @@ impl Server {
         self.quic_endpoint
             .local_addr()
             .expect("a bound endpoint has an address")
-    }
-
-    pub fn hub(&self) -> &Hub {
-        &self.context.hub
     }
 
     /// The certificate every TLS endpoint presents.
@@ -155,7 +165,7 @@ impl Server {
         info!(
             addr = %ws_listener.local_addr().expect("bound"),
             tls = ws_tls.is_some(),
-            server_id = %context.hub.settings().server_id,
+            server_id = %context.sessions.identity().server_id,
             "serving WebSocket and HTTP"
         );
         info!(
@@ -164,18 +174,25 @@ impl Server {
             sha256 = %BASE64.encode(context.certificates.sha256()),
             "serving WebTransport (h3) and QUIC (zajel/1)"
         );
-        context.tasks.spawn(sweep_expired(
-            context.hub.clone(),
-            sweep_interval,
+        let state = context.sessions.state().clone();
+        let certificates = context.certificates.clone();
+        context
+            .tasks
+            .spawn(every(sweep_interval, context.shutdown.clone(), {
+                let state = state.clone();
+                async move || sweep_expired(&state).await
+            }));
+        context.tasks.spawn(every(
+            PAIRING_TICK,
             context.shutdown.clone(),
+            async move || {
+                state.run_pairing_timers();
+            },
         ));
-        context.tasks.spawn(run_pairing_timers(
-            context.hub.clone(),
+        context.tasks.spawn(every(
+            CERTIFICATE_CHECK,
             context.shutdown.clone(),
-        ));
-        context.tasks.spawn(refresh_certificates(
-            context.certificates.clone(),
-            context.shutdown.clone(),
+            async move || refresh_certificates(&certificates),
         ));
         context
             .tasks
@@ -192,62 +209,43 @@ impl Server {
     }
 }
 
-/// Sends pairing warnings and timeouts as they fall due, to the second.
-async fn run_pairing_timers(hub: Hub, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(PAIRING_TICK);
+/// Runs `tick` every `period` until shutdown; a late tick delays the next rather than bunching them.
+async fn every(period: Duration, shutdown: CancellationToken, mut tick: impl AsyncFnMut()) {
+    let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {
-                hub.run_pairing_timers();
-            }
+            _ = ticks.tick() => tick().await,
         }
     }
 }
 
 /// Replaces the certificate when it is due (a development certificate near expiry, changed PEM files).
 /// New handshakes get the new one; established sessions keep theirs.
-async fn refresh_certificates(certificates: Arc<Certificates>, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(CERTIFICATE_CHECK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => match certificates.refresh(std::time::SystemTime::now()) {
-                Ok(true) => info!(
-                    sha256 = %BASE64.encode(certificates.sha256()),
-                    "certificate replaced"
-                ),
-                Ok(false) => {}
-                Err(err) => warn!(error = %err, "keeping the current certificate"),
-            },
-        }
+fn refresh_certificates(certificates: &Certificates) {
+    match certificates.refresh(std::time::SystemTime::now()) {
+        Ok(true) => info!(
+            sha256 = %BASE64.encode(certificates.sha256()),
+            "certificate replaced"
+        ),
+        Ok(false) => {}
+        Err(err) => warn!(error = %err, "keeping the current certificate"),
     }
 }
 
-/// The one background task that removes expired rendezvous entries.
-async fn sweep_expired(hub: Hub, every: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Removes every expired rendezvous entry, in small batches, letting sessions run between them.
+async fn sweep_expired(state: &SharedState) {
+    let mut removed = 0;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {
-                let mut removed = 0;
-                loop {
-                    let swept = hub.sweep_expired_batch();
-                    removed += swept.removed;
-                    if swept.done {
-                        break;
-                    }
-                    // Let sessions run between batches.
-                    tokio::task::yield_now().await;
-                }
-                if removed > 0 {
-                    tracing::debug!(removed, "swept expired rendezvous entries");
-                }
-            }
+        let swept = state.sweep_expired_batch();
+        removed += swept.removed;
+        if swept.done {
+            break;
         }
+        tokio::task::yield_now().await;
+    }
+    if removed > 0 {
+        tracing::debug!(removed, "swept expired rendezvous entries");
     }
 }

@@ -59,24 +59,9 @@ async fn wait_for_signal() {
 }
 
 /// Every session holds a socket: allow as many open files as the hard limit permits.
-#[cfg(unix)]
 fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("could not raise the open-file limit");
-            }
-        }
-        tracing::info!(open_files = limit.rlim_cur, "open-file limit");
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(open_files) => tracing::info!(open_files, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
     }
 }
-
-#[cfg(not(unix))]
-fn raise_open_file_limit() {}

@@ -16,6 +16,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::config::TlsConfig;
+
 /// How long a development certificate is valid: under the 14 days browsers allow for pinned hashes.
 const DEVELOPMENT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
 /// A development certificate is replaced once it has less than this left.
@@ -56,6 +58,31 @@ pub enum CertificateSource {
     /// A self-signed development certificate for these names (plus localhost, 127.0.0.1 and ::1),
     /// renewed before it expires.
     Development { hosts: Vec<String> },
+}
+
+const DEFAULT_CERT: &str = "certs/cert.pem";
+const DEFAULT_KEY: &str = "certs/key.pem";
+
+impl CertificateSource {
+    /// The configured PEM files, the default ones if both are present, or a development certificate.
+    pub fn from_config(config: &TlsConfig) -> Self {
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Self::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => {
+                let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
+                if cert.exists() && key.exists() {
+                    Self::Files { cert, key }
+                } else {
+                    Self::Development {
+                        hosts: config.cert_hosts.clone(),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The certificate in use.

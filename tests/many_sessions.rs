@@ -18,22 +18,20 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Raises this process's open-file limit to what the sessions need, or fails saying why.
 fn ensure_open_file_limit(needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < needed {
-            limit.rlim_cur = limit.rlim_max.min(needed.max(limit.rlim_cur));
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
+    let (soft, hard) = rlimit::Resource::NOFILE
+        .get()
+        .expect("read the open-file limit");
+    if soft < needed {
+        rlimit::Resource::NOFILE
+            .set(hard.min(needed), hard)
+            .expect("raise the open-file limit");
     }
+    let (soft, hard) = rlimit::Resource::NOFILE
+        .get()
+        .expect("read the open-file limit");
     assert!(
-        limit.rlim_cur >= needed,
-        "this test needs {needed} open files; the hard limit is {}",
-        limit.rlim_max
+        soft >= needed,
+        "this test needs {needed} open files; the hard limit is {hard}"
     );
 }
 

@@ -57,10 +57,8 @@ async fn many_request_streams_are_served_concurrently() {
 
 #[tokio::test]
 async fn stream_errors_leave_the_session_and_server_healthy() {
-    let config = zajel_signal::Config {
-        max_message_size: 4096,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.transport.max_message_size = 4096;
     let server = TestServer::start_with(config).await;
     let client = QuicClient::connect(&server).await;
 
@@ -104,12 +102,10 @@ async fn stream_errors_leave_the_session_and_server_healthy() {
 
 #[tokio::test]
 async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
-    let config = zajel_signal::Config {
-        push_queue: 4,
-        // This test floods on purpose.
-        rate_limit_burst: 1_000_000,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.sessions.push_queue = 4;
+    // This test floods on purpose.
+    config.sessions.rate_limit_burst = 1_000_000;
     let server = TestServer::start_with(config).await;
     let sleeper = QuicClient::connect(&server).await;
     sleeper
@@ -143,10 +139,8 @@ async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
 
 #[tokio::test]
 async fn sessions_over_the_limit_are_told_over_capacity_and_closed() {
-    let config = zajel_signal::Config {
-        max_sessions_per_ip: 1,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.admission.max_sessions_per_ip = 1;
     let server = TestServer::start_with(config).await;
     let admitted = QuicClient::connect(&server).await;
     let (_endpoint, refused) =
@@ -204,10 +198,8 @@ async fn shutdown_closes_quic_sessions_with_code_0() {
 
 #[tokio::test]
 async fn an_origin_allow_list_refuses_other_origins() {
-    let config = zajel_signal::Config {
-        webtransport_origins: vec!["https://app.example".into()],
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.transport.webtransport_origins = vec!["https://app.example".into()];
     let server = TestServer::start_with(config).await;
     let allowed = WebTransportClient::connect_with(&server, "/", Some("https://app.example")).await;
     assert!(allowed.is_ok(), "the listed origin is served");
@@ -248,11 +240,9 @@ async fn a_replaced_certificate_serves_new_sessions_and_keeps_established_ones()
     let dir = std::env::temp_dir().join(format!("zajel-rotation-test-{}", std::process::id()));
     let now = std::time::SystemTime::now();
     let first = common::write_certificate_at(&dir, now);
-    let config = zajel_signal::Config {
-        tls_cert: Some(dir.join("cert.pem")),
-        tls_key: Some(dir.join("key.pem")),
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.tls.tls_cert = Some(dir.join("cert.pem"));
+    config.tls.tls_key = Some(dir.join("key.pem"));
     let server = TestServer::start_with(config).await;
     let established = QuicClient::connect_to(server.quic_addr, first.cert.der().clone()).await;
 

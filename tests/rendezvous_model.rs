@@ -5,15 +5,29 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use zajel_signal::clock::Millis;
+use zajel_signal::config::RendezvousConfig;
 use zajel_signal::protocol::Name;
-use zajel_signal::registry::{
-    Bounds, DeadDrop, Found, LiveMatch, Registration, RendezvousRegistry, Ttls,
-};
+use zajel_signal::protocol::message::{DeadDrop, LiveMatch};
+use zajel_signal::registry::{Found, Registration, RendezvousRegistry};
+
+/// Entry lifetimes, in milliseconds: the model's, and the registry's through its configuration.
+struct Ttls {
+    daily: Millis,
+    hourly: Millis,
+}
 
 const TTLS: Ttls = Ttls {
     daily: 48 * 3600 * 1000,
     hourly: 3 * 3600 * 1000,
 };
+
+fn config() -> RendezvousConfig {
+    RendezvousConfig {
+        daily_ttl_secs: TTLS.daily / 1000,
+        hourly_ttl_secs: TTLS.hourly / 1000,
+        ..RendezvousConfig::default()
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -177,7 +191,7 @@ proptest! {
 
     #[test]
     fn registry_answers_like_the_model(ops in prop::collection::vec(op(), 1..60)) {
-        let mut registry = RendezvousRegistry::new(TTLS, Bounds::default());
+        let mut registry = RendezvousRegistry::new(&config());
         let mut model = Model::default();
         let mut now: Millis = 1_700_000_000_000;
         for op in ops {

@@ -318,10 +318,8 @@ async fn names_are_exclusive_across_sessions_and_freed_on_close() {
 
 #[tokio::test]
 async fn oversized_messages_get_too_large_and_close_1009() {
-    let config = zajel_signal::Config {
-        max_message_size: 4096,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.transport.max_message_size = 4096;
     let server = TestServer::start_with(config).await;
     let mut client = server.connect().await;
     let padding = "x".repeat(5000);
@@ -337,10 +335,8 @@ async fn oversized_messages_get_too_large_and_close_1009() {
 
 #[tokio::test]
 async fn too_large_is_answered_in_the_encoding_of_the_refused_message() {
-    let config = zajel_signal::Config {
-        max_message_size: 4096,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.transport.max_message_size = 4096;
     let server = TestServer::start_with(config).await;
     let oversized = json!({"type": "ping", "padding": "x".repeat(5000)});
 
@@ -363,10 +359,8 @@ async fn too_large_is_answered_in_the_encoding_of_the_refused_message() {
 
 #[tokio::test]
 async fn sessions_over_the_per_address_limit_get_over_capacity_and_close_1013() {
-    let config = zajel_signal::Config {
-        max_sessions_per_ip: 2,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.admission.max_sessions_per_ip = 2;
     let server = TestServer::start_with(config).await;
     let _first = server.connect().await;
     let _second = server.connect().await;
@@ -379,10 +373,8 @@ async fn sessions_over_the_per_address_limit_get_over_capacity_and_close_1013() 
 
 #[tokio::test]
 async fn idle_sessions_are_closed() {
-    let config = zajel_signal::Config {
-        idle_timeout_secs: 1,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.transport.idle_timeout_secs = 1;
     let server = TestServer::start_with(config).await;
     let mut client = server.connect().await;
     assert_eq!(client.closed().await, Some(1000));
@@ -391,12 +383,10 @@ async fn idle_sessions_are_closed() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_and_the_server_stays_healthy() {
-    let config = zajel_signal::Config {
-        push_queue: 8,
-        // This test floods on purpose.
-        rate_limit_burst: 1_000_000,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.sessions.push_queue = 8;
+    // This test floods on purpose.
+    config.sessions.rate_limit_burst = 1_000_000;
     let server = TestServer::start_with(config).await;
     let mut sleeper = server.connect().await;
     sleeper
@@ -586,10 +576,8 @@ async fn error_replies_keep_the_request_id() {
 
 #[tokio::test]
 async fn messages_over_the_rate_are_dropped_with_rate_limited() {
-    let config = zajel_signal::Config {
-        rate_limit_burst: 5,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.sessions.rate_limit_burst = 5;
     let server = TestServer::start_with(config).await;
     let mut client = server.connect().await;
     for _ in 0..5 {

@@ -27,12 +27,10 @@ where
 async fn wss_serves_sessions_with_the_configured_certificate() {
     let dir = std::env::temp_dir().join(format!("zajel-wss-test-{}", std::process::id()));
     let certified = common::write_certificate(&dir);
-    let config = zajel_signal::Config {
-        ws_tls: true,
-        tls_cert: Some(dir.join("cert.pem")),
-        tls_key: Some(dir.join("key.pem")),
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.listen.ws_tls = true;
+    config.tls.tls_cert = Some(dir.join("cert.pem"));
+    config.tls.tls_key = Some(dir.join("key.pem"));
     let server = TestServer::start_with(config).await;
 
     let mut roots = RootCertStore::empty();
@@ -66,12 +64,10 @@ async fn wss_serves_sessions_with_the_configured_certificate() {
 
 #[tokio::test]
 async fn a_missing_certificate_is_a_clear_start_up_error() {
-    let config = zajel_signal::Config {
-        ws_tls: true,
-        tls_cert: Some("/nonexistent/cert.pem".into()),
-        tls_key: Some("/nonexistent/key.pem".into()),
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.listen.ws_tls = true;
+    config.tls.tls_cert = Some("/nonexistent/cert.pem".into());
+    config.tls.tls_key = Some("/nonexistent/key.pem".into());
     let error = zajel_signal::Server::bind(config)
         .await
         .err()

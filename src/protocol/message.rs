@@ -4,9 +4,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::registry::relays::RelayInfo;
-use crate::registry::rendezvous::{DeadDrop, LiveMatch};
-
 use super::names::{Name, PairingKey};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -128,6 +125,35 @@ pub enum ServerMessage {
     /// A signal forwarded to its target: `{type, from, payload}`.
     #[serde(untagged)]
     Forwarded(Forwarded),
+}
+
+/// One relay as `get_relays` and `registered` describe it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayInfo {
+    pub peer_id: Name,
+    pub public_key: Option<Arc<str>>,
+    /// The load fraction `connectedCount / maxConnections`.
+    pub capacity: f64,
+}
+
+/// Another peer found at the same hourly token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveMatch {
+    pub peer_id: Name,
+    pub relay_id: Arc<str>,
+    pub meeting_point: Name,
+}
+
+/// The dead drop another peer left at the same daily point.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadDrop {
+    pub peer_id: Name,
+    pub dead_drop: Arc<str>,
+    pub relay_id: Arc<str>,
+    pub meeting_point: Name,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

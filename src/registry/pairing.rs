@@ -7,32 +7,13 @@
 //! registries: whoever calls `due_events` with the current time gets what fell due, and nothing is
 //! scheduled per request.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use super::deadlines::{DeadlineKey, Deadlines};
 use crate::clock::Millis;
+use crate::config::PairingConfig;
 use crate::protocol::Name;
 use crate::protocol::names::PairingKey;
-
-/// How long requests wait, and when the warning comes.
-#[derive(Clone, Copy, Debug)]
-pub struct PairingTimes {
-    /// From the request to its timeout.
-    pub expiry: Millis,
-    /// How long before the timeout both sides are warned.
-    pub warning: Millis,
-    /// Pending requests one target may have at once.
-    pub max_pending_per_target: usize,
-}
-
-impl Default for PairingTimes {
-    fn default() -> Self {
-        Self {
-            expiry: 120_000,
-            warning: 30_000,
-            max_pending_per_target: 10,
-        }
-    }
-}
 
 /// Why a request was refused. The protocol answers all of these with one generic text, so that pairing
 /// codes cannot be enumerated.
@@ -66,46 +47,61 @@ pub enum PairingEvent {
     LinkTimedOut { phone: Name, web_client: Name },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    Warning,
-    Expiry,
-    LinkExpiry,
+/// What falls due for a request, and between whom.
+#[derive(Debug)]
+enum Timer {
+    Warning { requester: Name, target: Name },
+    Expiry { requester: Name, target: Name },
+    LinkExpiry { web_client: Name, phone: Name },
 }
-
-type TimerKey = (Millis, u64, TimerKind);
 
 /// A pairing request's two timers.
 #[derive(Debug)]
 struct Pending {
-    warning: TimerKey,
-    expiry: TimerKey,
+    warning: DeadlineKey,
+    expiry: DeadlineKey,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PairingRegistry {
-    times: PairingTimes,
+    /// From a request to its timeout.
+    expiry: Millis,
+    /// How long before the timeout both sides of a pairing request are warned.
+    warning: Millis,
+    max_pending_per_target: usize,
     /// Link requests by phone, with their expiry timer.
-    links: HashMap<Name, (PendingLink, TimerKey)>,
+    links: HashMap<Name, (PendingLink, DeadlineKey)>,
     /// The phones each web client has asked to attach to.
     links_by_web_client: HashMap<Name, HashSet<Name>>,
     pending: HashMap<(Name, Name), Pending>,
     by_target: HashMap<Name, HashSet<Name>>,
     by_requester: HashMap<Name, HashSet<Name>>,
-    timers: BTreeMap<TimerKey, (Name, Name)>,
-    next_sequence: u64,
+    timers: Deadlines<Timer>,
 }
 
 impl PairingRegistry {
-    pub fn new(times: PairingTimes) -> Self {
+    pub fn new(config: &PairingConfig) -> Self {
         Self {
-            times,
-            ..Self::default()
+            expiry: config.expiry(),
+            warning: config.warning(),
+            max_pending_per_target: config.max_pending_pairs,
+            links: HashMap::new(),
+            links_by_web_client: HashMap::new(),
+            pending: HashMap::new(),
+            by_target: HashMap::new(),
+            by_requester: HashMap::new(),
+            timers: Deadlines::default(),
         }
     }
 
-    pub fn times(&self) -> PairingTimes {
-        self.times
+    /// How long a request waits for its answer.
+    pub fn expiry(&self) -> Millis {
+        self.expiry
+    }
+
+    /// How long before its timeout a pairing request's sides are warned.
+    pub fn warning(&self) -> Millis {
+        self.warning
     }
 
     /// Records a request from `requester` to `target`, replacing an earlier one between the same two.
@@ -121,22 +117,27 @@ impl PairingRegistry {
         let key = (requester.clone(), target.clone());
         let replacing = self.pending.contains_key(&key);
         let waiting = self.by_target.get(target).map_or(0, HashSet::len);
-        if !replacing && waiting >= self.times.max_pending_per_target {
+        if !replacing && waiting >= self.max_pending_per_target {
             return Err(RequestRefused::TargetFull);
         }
         if replacing {
             self.remove(requester, target);
         }
-        self.next_sequence += 1;
-        let expires = now.saturating_add(self.times.expiry);
-        let warning = (
-            expires.saturating_sub(self.times.warning),
-            self.next_sequence,
-            TimerKind::Warning,
+        let expires = now.saturating_add(self.expiry);
+        let warning = self.timers.insert(
+            expires.saturating_sub(self.warning),
+            Timer::Warning {
+                requester: requester.clone(),
+                target: target.clone(),
+            },
         );
-        let expiry = (expires, self.next_sequence, TimerKind::Expiry);
-        self.timers.insert(warning, key.clone());
-        self.timers.insert(expiry, key.clone());
+        let expiry = self.timers.insert(
+            expires,
+            Timer::Expiry {
+                requester: requester.clone(),
+                target: target.clone(),
+            },
+        );
         self.pending.insert(key, Pending { warning, expiry });
         self.by_target
             .entry(target.clone())
@@ -171,14 +172,13 @@ impl PairingRegistry {
             }
             None => {}
         }
-        self.next_sequence += 1;
-        let timer = (
-            now.saturating_add(self.times.expiry),
-            self.next_sequence,
-            TimerKind::LinkExpiry,
+        let timer = self.timers.insert(
+            now.saturating_add(self.expiry),
+            Timer::LinkExpiry {
+                web_client: link.web_client.clone(),
+                phone: phone.clone(),
+            },
         );
-        self.timers
-            .insert(timer, (link.web_client.clone(), phone.clone()));
         self.links_by_web_client
             .entry(link.web_client.clone())
             .or_default()
@@ -190,7 +190,7 @@ impl PairingRegistry {
     /// Takes the pending link request to `phone`, if any (the phone answered it).
     pub fn take_link(&mut self, phone: &Name) -> Option<PendingLink> {
         let (link, timer) = self.links.remove(phone)?;
-        self.timers.remove(&timer);
+        self.timers.remove(timer);
         remove_from(&mut self.links_by_web_client, &link.web_client, phone);
         Some(link)
     }
@@ -234,21 +234,18 @@ impl PairingRegistry {
     /// What fell due by `now`, in time order: warnings, and timeouts (whose requests are gone).
     pub fn due_events(&mut self, now: Millis) -> Vec<PairingEvent> {
         let mut events = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, _, kind), (requester, target)) = entry.remove_entry();
-            match kind {
-                TimerKind::LinkExpiry => {
-                    let (web_client, phone) = (requester, target);
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::LinkExpiry { web_client, phone } => {
                     if let Some((link, _)) = self.links.remove(&phone) {
                         remove_from(&mut self.links_by_web_client, &link.web_client, &phone);
                     }
                     events.push(PairingEvent::LinkTimedOut { phone, web_client });
                 }
-                TimerKind::Warning => events.push(PairingEvent::Expiring { requester, target }),
-                TimerKind::Expiry => {
+                Timer::Warning { requester, target } => {
+                    events.push(PairingEvent::Expiring { requester, target })
+                }
+                Timer::Expiry { requester, target } => {
                     self.remove(&requester, &target);
                     events.push(PairingEvent::TimedOut { requester, target });
                 }
@@ -270,8 +267,8 @@ impl PairingRegistry {
         let Some(pending) = self.pending.remove(&(requester.clone(), target.clone())) else {
             return false;
         };
-        self.timers.remove(&pending.warning);
-        self.timers.remove(&pending.expiry);
+        self.timers.remove(pending.warning);
+        self.timers.remove(pending.expiry);
         remove_from(&mut self.by_target, target, requester);
         remove_from(&mut self.by_requester, requester, target);
         true
@@ -308,7 +305,7 @@ mod link_tests {
 
     #[test]
     fn a_link_request_times_out_after_its_expiry() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request_link(0, &name("PHONE3"), link("WEBWEB"))
             .unwrap();
@@ -329,7 +326,7 @@ mod link_tests {
 
     #[test]
     fn a_phone_takes_one_link_request_at_a_time() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request_link(0, &name("PHONE3"), link("WEBONE"))
             .unwrap();
@@ -352,7 +349,7 @@ mod link_tests {
 
     #[test]
     fn either_side_ending_ends_the_link_request() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request_link(0, &name("PHONE3"), link("WEBWEB"))
             .unwrap();
@@ -380,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_request_warns_at_90_seconds_and_times_out_at_120() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
@@ -406,7 +403,7 @@ mod tests {
 
     #[test]
     fn an_answered_request_leaves_no_timers() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
@@ -418,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_repeated_request_replaces_the_earlier_one_and_restarts_its_timers() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();
@@ -433,7 +430,7 @@ mod tests {
 
     #[test]
     fn a_target_takes_at_most_ten_pending_requests_and_never_its_own() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         let target = name("TARGET");
         for i in 0..10 {
             registry
@@ -456,7 +453,7 @@ mod tests {
 
     #[test]
     fn removing_a_code_removes_its_requests_both_ways() {
-        let mut registry = PairingRegistry::new(PairingTimes::default());
+        let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
             .request(START, &name("AAAAAA"), &name("BBBBBB"))
             .unwrap();

@@ -8,19 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::Rng;
-use serde::Serialize;
 
 use crate::protocol::Name;
-
-/// One relay as `get_relays` and `registered` describe it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RelayInfo {
-    pub peer_id: Name,
-    pub public_key: Option<Arc<str>>,
-    /// The load fraction `connectedCount / maxConnections`.
-    pub capacity: f64,
-}
+use crate::protocol::message::RelayInfo;
 
 #[derive(Debug)]
 struct Relay {

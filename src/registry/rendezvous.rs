@@ -8,32 +8,14 @@
 //! expired entry, and requests pay for the index only when they create an entry, at its newest end.
 //! Lookups skip entries past their time, so answers never depend on when the sweep last ran.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::deadlines::{DeadlineKey, Deadlines};
 use crate::clock::Millis;
+use crate::config::RendezvousConfig;
 use crate::protocol::Name;
-
-/// Another peer found at the same hourly token.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveMatch {
-    pub peer_id: Name,
-    pub relay_id: Arc<str>,
-    pub meeting_point: Name,
-}
-
-/// The dead drop another peer left at the same daily point.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadDrop {
-    pub peer_id: Name,
-    pub dead_drop: Arc<str>,
-    pub relay_id: Arc<str>,
-    pub meeting_point: Name,
-}
+use crate::protocol::message::{DeadDrop, LiveMatch};
 
 /// What one registration found.
 #[derive(Debug, Default, PartialEq)]
@@ -52,22 +34,6 @@ pub struct Registration<'a> {
     pub hourly_tokens: &'a [Name],
 }
 
-/// How long entries live.
-#[derive(Clone, Copy, Debug)]
-pub struct Ttls {
-    pub daily: Millis,
-    pub hourly: Millis,
-}
-
-impl Default for Ttls {
-    fn default() -> Self {
-        Self {
-            daily: 48 * 3600 * 1000,
-            hourly: 3 * 3600 * 1000,
-        }
-    }
-}
-
 /// The result of one bounded sweep step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Swept {
@@ -82,26 +48,15 @@ struct Entry {
     relay_id: Arc<str>,
     dead_drop: Option<Arc<str>>,
     expires: Millis,
-    /// Set when the entry is created and kept through re-registrations; with `indexed_at` it is the
-    /// key of the entry's one item in the expiry index.
-    sequence: u64,
-    /// The time under which the entry's expiry item is filed: no later than `expires`.
-    indexed_at: Millis,
+    /// The entry's one item in the expiry index, filed under a time no later than `expires`.
+    deadline: DeadlineKey,
 }
 
 impl Entry {
     fn is_live(&self, now: Millis) -> bool {
         now < self.expires
     }
-
-    fn expiry_key(&self) -> ExpiryKey {
-        (self.indexed_at, self.sequence)
-    }
 }
-
-/// Where an item sits in the expiry index: a time no later than its entry's expiry, then the entry's
-/// sequence number.
-type ExpiryKey = (Millis, u64);
 
 /// The entry an expiry item stands for.
 #[derive(Debug)]
@@ -115,7 +70,7 @@ struct ExpiryItem {
 struct Table {
     ttl: Millis,
     points: HashMap<Name, HashMap<Name, Entry>>,
-    expiry: BTreeMap<ExpiryKey, ExpiryItem>,
+    expiry: Deadlines<ExpiryItem>,
 }
 
 impl Table {
@@ -144,10 +99,9 @@ impl Table {
             .filter(move |(other, entry)| *other != peer_id && entry.is_live(now))
     }
 
-    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`. `sequence` is used
-    /// only if the entry is new. A new entry at a point already holding `max_peers` entries takes the
-    /// place of the one closest to expiry; that peer is returned.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`. A new entry at a
+    /// point already holding `max_peers` entries takes the place of the one closest to expiry; that peer
+    /// is returned.
     fn store(
         &mut self,
         point: &Name,
@@ -155,7 +109,6 @@ impl Table {
         relay_id: &Arc<str>,
         dead_drop: Option<Arc<str>>,
         now: Millis,
-        sequence: u64,
         max_peers: usize,
     ) -> Option<Name> {
         let expires = now.saturating_add(self.ttl);
@@ -167,20 +120,19 @@ impl Table {
             return None;
         }
         let evicted = self.evict_if_full(point, max_peers);
-        let entry = Entry {
-            relay_id: relay_id.clone(),
-            dead_drop,
+        let deadline = self.expiry.insert(
             expires,
-            sequence,
-            indexed_at: expires,
-        };
-        self.expiry.insert(
-            entry.expiry_key(),
             ExpiryItem {
                 point: point.clone(),
                 peer_id: peer_id.clone(),
             },
         );
+        let entry = Entry {
+            relay_id: relay_id.clone(),
+            dead_drop,
+            expires,
+            deadline,
+        };
         self.points
             .entry(point.clone())
             .or_default()
@@ -202,7 +154,7 @@ impl Table {
     /// Removes an entry and its expiry item.
     fn remove(&mut self, point: &str, peer_id: &str) {
         if let Some(entry) = self.remove_entry(point, peer_id) {
-            self.expiry.remove(&entry.expiry_key());
+            self.expiry.remove(entry.deadline);
         }
     }
 
@@ -226,13 +178,9 @@ impl Table {
         mut on_removed: impl FnMut(Name, Name),
     ) -> bool {
         for _ in 0..budget {
-            let Some(first) = self.expiry.first_entry() else {
+            let Some(item) = self.expiry.pop_due(now) else {
                 return true;
             };
-            if first.key().0 > now {
-                return true;
-            }
-            let (_, item) = first.remove_entry();
             let Some(entry) = self
                 .points
                 .get_mut(&item.point)
@@ -242,58 +190,39 @@ impl Table {
                 continue;
             };
             if entry.is_live(now) {
-                entry.indexed_at = entry.expires;
-                self.expiry.insert(entry.expiry_key(), item);
+                entry.deadline = self.expiry.insert(entry.expires, item);
             } else {
                 self.remove_entry(item.point.as_str(), item.peer_id.as_str());
                 on_removed(item.point, item.peer_id);
             }
         }
-        self.expiry
-            .first_key_value()
-            .is_none_or(|((due, _), _)| *due > now)
-    }
-}
-
-/// Bounds that keep one registration's cost and reply size in check, whatever clients do.
-#[derive(Clone, Copy, Debug)]
-pub struct Bounds {
-    /// Entries in each of `liveMatches` and `deadDrops` of one reply.
-    pub max_results: usize,
-    /// Peers at one daily point, and at one hourly token; a newcomer takes the place of the entry
-    /// closest to expiry.
-    pub max_peers_per_point: usize,
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        Self {
-            max_results: 100,
-            max_peers_per_point: 1000,
-        }
+        !self.expiry.any_due(now)
     }
 }
 
 #[derive(Debug)]
 pub struct RendezvousRegistry {
-    bounds: Bounds,
+    /// Entries in each of `liveMatches` and `deadDrops` of one reply.
+    max_results: usize,
+    /// Peers at one daily point, and at one hourly token; a newcomer takes the place of the entry
+    /// closest to expiry.
+    max_peers_per_point: usize,
     daily: Table,
     hourly: Table,
     /// The hourly tokens each peer holds, so that a peer's live entries go when its session does.
     hourly_by_peer: HashMap<Name, HashSet<Name>>,
-    next_sequence: u64,
     /// Peers already reported in the registration being answered; kept to reuse its allocation.
     seen: HashSet<Name>,
 }
 
 impl RendezvousRegistry {
-    pub fn new(ttls: Ttls, bounds: Bounds) -> Self {
+    pub fn new(config: &RendezvousConfig) -> Self {
         Self {
-            bounds,
-            daily: Table::new(ttls.daily),
-            hourly: Table::new(ttls.hourly),
+            max_results: config.max_rendezvous_results,
+            max_peers_per_point: config.max_peers_per_point,
+            daily: Table::new(config.daily_ttl()),
+            hourly: Table::new(config.hourly_ttl()),
             hourly_by_peer: HashMap::new(),
-            next_sequence: 0,
             seen: HashSet::new(),
         }
     }
@@ -312,10 +241,7 @@ impl RendezvousRegistry {
             daily_points,
             hourly_tokens,
         } = *registration;
-        let Bounds {
-            max_results,
-            max_peers_per_point,
-        } = self.bounds;
+        let (max_results, max_peers_per_point) = (self.max_results, self.max_peers_per_point);
         let mut found = Found::default();
 
         for (point, dead_drop) in daily_points {
@@ -334,14 +260,12 @@ impl RendezvousRegistry {
                     });
                 }
             }
-            let sequence = self.next_sequence();
             self.daily.store(
                 point,
                 peer_id,
                 relay_id,
                 dead_drop.clone(),
                 now,
-                sequence,
                 max_peers_per_point,
             );
         }
@@ -360,16 +284,9 @@ impl RendezvousRegistry {
                     });
                 }
             }
-            let sequence = self.next_sequence();
-            let evicted = self.hourly.store(
-                token,
-                peer_id,
-                relay_id,
-                None,
-                now,
-                sequence,
-                max_peers_per_point,
-            );
+            let evicted =
+                self.hourly
+                    .store(token, peer_id, relay_id, None, now, max_peers_per_point);
             if let Some(evicted) = evicted {
                 forget_hourly_token(&mut self.hourly_by_peer, &evicted, token);
             }
@@ -428,11 +345,6 @@ impl RendezvousRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn next_sequence(&mut self) -> u64 {
-        self.next_sequence += 1;
-        self.next_sequence
     }
 }
 
@@ -510,7 +422,7 @@ mod tests {
 
     #[test]
     fn daily_points_store_the_dead_drop() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "relay-a");
         let found = alice.daily(&mut registry, START, &[("point1", Some("sealed-for-bob"))]);
         assert_eq!(found, Found::default());
@@ -519,7 +431,7 @@ mod tests {
 
     #[test]
     fn a_later_registrant_gets_the_earlier_dead_drop() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "relay-a");
         let bob = Peer::new("bob", "relay-b");
         alice.daily(&mut registry, START, &[("point1", Some("sealed-for-bob"))]);
@@ -538,7 +450,7 @@ mod tests {
 
     #[test]
     fn ones_own_dead_drop_is_never_returned() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "relay-a");
         alice.daily(&mut registry, START, &[("point1", Some("mine"))]);
         let found = alice.daily(&mut registry, START + 1, &[("point1", Some("mine again"))]);
@@ -548,7 +460,7 @@ mod tests {
 
     #[test]
     fn hourly_tokens_give_live_matches_with_the_earlier_peers_relay() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "relay-a");
         let bob = Peer::new("bob", "relay-b");
         assert!(
@@ -571,7 +483,7 @@ mod tests {
 
     #[test]
     fn each_other_peer_appears_once_named_by_the_first_point_found() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.hourly(&mut registry, START, &["t1", "t2", "t3"]);
@@ -591,7 +503,7 @@ mod tests {
 
     #[test]
     fn empty_dead_drops_are_not_returned() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         Peer::new("alice", "ra").daily(&mut registry, START, &[("d1", None)]);
         let found = Peer::new("bob", "rb").daily(&mut registry, START, &[("d1", None)]);
         assert!(found.dead_drops.is_empty());
@@ -599,7 +511,7 @@ mod tests {
 
     #[test]
     fn daily_points_expire_after_48_hours() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.daily(&mut registry, START, &[("d1", Some("drop"))]);
@@ -614,7 +526,7 @@ mod tests {
 
     #[test]
     fn hourly_tokens_expire_after_3_hours() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "ra");
         let bob = Peer::new("bob", "rb");
         alice.hourly(&mut registry, START, &["t1"]);
@@ -639,7 +551,7 @@ mod tests {
 
     #[test]
     fn sweeping_removes_only_expired_entries_within_its_budget() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         for i in 0..5 {
             Peer::new(&format!("p{i}"), "").hourly(&mut registry, START + i, &["t"]);
         }
@@ -667,7 +579,7 @@ mod tests {
 
     #[test]
     fn re_registrations_keep_one_expiry_item_per_entry() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "ra");
         for i in 0..100_000 {
             alice.hourly(&mut registry, START + i, &["t1", "t2"]);
@@ -684,7 +596,7 @@ mod tests {
 
     #[test]
     fn removed_entries_leave_nothing_behind_in_the_expiry_index() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let tokens: Vec<String> = (0..500).map(|i| format!("t{i}")).collect();
         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
         for round in 0..20 {
@@ -698,11 +610,12 @@ mod tests {
 
     #[test]
     fn a_full_point_makes_room_by_dropping_the_entry_closest_to_expiry() {
-        let bounds = Bounds {
-            max_results: 100,
+        let config = RendezvousConfig {
+            max_rendezvous_results: 100,
             max_peers_per_point: 3,
+            ..RendezvousConfig::default()
         };
-        let mut registry = RendezvousRegistry::new(Ttls::default(), bounds);
+        let mut registry = RendezvousRegistry::new(&config);
         for (i, peer) in ["p0", "p1", "p2", "p3"].into_iter().enumerate() {
             Peer::new(peer, "").hourly(&mut registry, START + i as Millis, &["crowded"]);
         }
@@ -726,11 +639,12 @@ mod tests {
 
     #[test]
     fn each_list_in_a_reply_is_bounded() {
-        let bounds = Bounds {
-            max_results: 5,
+        let config = RendezvousConfig {
+            max_rendezvous_results: 5,
             max_peers_per_point: 1000,
+            ..RendezvousConfig::default()
         };
-        let mut registry = RendezvousRegistry::new(Ttls::default(), bounds);
+        let mut registry = RendezvousRegistry::new(&config);
         for i in 0..20 {
             let peer = Peer::new(&format!("p{i}"), "");
             peer.hourly(&mut registry, START, &["t"]);
@@ -755,7 +669,7 @@ mod tests {
 
     #[test]
     fn removing_a_peers_hourly_entries_keeps_its_daily_points() {
-        let mut registry = RendezvousRegistry::new(Ttls::default(), Bounds::default());
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
         let alice = Peer::new("alice", "ra");
         alice.hourly(&mut registry, START, &["t1", "t2"]);
         alice.daily(&mut registry, START, &[("d1", Some("drop"))]);

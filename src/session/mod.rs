@@ -1,70 +1,165 @@
-//! One client session, whatever its transport: it owns the session's identity, turns each decoded
-//! message into exactly one reply, and cleans up after itself when dropped.
+//! One client session, whatever its transport: it owns the session's names, turns each decoded message
+//! into exactly one reply, and gives its names back when dropped.
 //!
-//! Transports hand `handle` what they decoded and write back what it returns; message families
-//! (`relay`, `rendezvous`, `pairing`, `signal`) add their handlers here without touching any transport.
+//! Transports hand `handle` what they decoded and write back what it returns. Each message family
+//! (`liveness`, `relay`, `rendezvous`, `pairing`, `linking`, `signal`) parses and handles its requests in
+//! its own file; shared state is reached only through [`SharedState`]'s operations.
 
+mod fields;
 mod linking;
+mod liveness;
 mod pairing;
-pub mod push;
-pub mod rate;
 mod relay;
 mod rendezvous;
+mod request;
 mod signal;
 
-use std::sync::{Mutex, PoisonError};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tracing::debug;
 
-use crate::directory::{Role, SessionId};
-use crate::hub::{Admission, Hub, OverCapacity};
-use crate::protocol::names::{PairingCode, PairingKey};
-use crate::protocol::{
-    DecodeError, Envelope, ErrorCode, Name, Request, RequestError, RequestId, ServerMessage,
-};
-use push::{PushReceiver, PushSender, push_queue};
-use rate::TokenBucket;
+use crate::admission::{Admission, Admissions, OverCapacity, SessionId};
+use crate::clock::Clock;
+use crate::config::{IdentityConfig, SessionConfig};
+use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
+use crate::push::{PushReceiver, push_queue};
+use crate::rate::{RateLimit, TokenBucket};
+use crate::state::{Recipient, SessionNames, SharedState};
+use fields::RequestError;
+use request::Request;
+
+/// How this server introduces itself: in `server_info`, `registered` and /health.
+#[derive(Clone, Debug)]
+pub struct ServerIdentity {
+    pub server_id: Arc<str>,
+    pub endpoint: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+}
+
+impl ServerIdentity {
+    /// The configured identity; without a configured id, a random one.
+    pub fn from_config(config: &IdentityConfig) -> Self {
+        let server_id = config
+            .server_id
+            .clone()
+            .unwrap_or_else(|| format!("zajel-{:08x}", rand::random::<u32>()));
+        Self {
+            server_id: server_id.into(),
+            endpoint: config.endpoint.as_deref().map(Arc::from),
+            region: config.region.as_deref().map(Arc::from),
+        }
+    }
+}
+
+/// Opens sessions: what every session of this server shares (the state, the admission counts, the clock,
+/// the session settings and the server's identity). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sessions(Arc<Shared>);
+
+struct Shared {
+    state: SharedState,
+    admissions: Admissions,
+    clock: Arc<dyn Clock>,
+    config: SessionConfig,
+    identity: ServerIdentity,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("server_id", &self.identity.server_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub fn new(
+        state: SharedState,
+        admissions: Admissions,
+        clock: Arc<dyn Clock>,
+        config: SessionConfig,
+        identity: ServerIdentity,
+    ) -> Self {
+        Self(Arc::new(Shared {
+            state,
+            admissions,
+            clock,
+            config,
+            identity,
+        }))
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.0.state
+    }
+
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.0.identity
+    }
+
+    /// Sessions now open.
+    pub fn open_count(&self) -> usize {
+        self.0.admissions.open()
+    }
+
+    /// Takes a place for a session from `ip` within the session limits, before it is opened (QUIC admits
+    /// before the handshake, so that connections still in their handshake count towards the limits too).
+    pub fn admit(&self, ip: IpAddr) -> Result<Admission, OverCapacity> {
+        self.0.admissions.admit(ip)
+    }
+
+    /// Opens a session for a client at `ip`. Its first push, already queued, is `server_info`.
+    pub fn open(&self, ip: IpAddr) -> Result<(Session, PushReceiver), OverCapacity> {
+        Ok(self.open_admitted(self.admit(ip)?))
+    }
+
+    /// Opens a session for a connection admitted earlier.
+    pub fn open_admitted(&self, admission: Admission) -> (Session, PushReceiver) {
+        let shared = &self.0;
+        let config = &shared.config;
+        let (pushes, receiver) = push_queue(config.push_queue, config.push_queue_bytes);
+        pushes.push(ServerMessage::ServerInfo {
+            server_id: shared.identity.server_id.clone(),
+            endpoint: shared.identity.endpoint.clone(),
+            region: shared.identity.region.clone(),
+        });
+        let now = shared.clock.now();
+        let session = Session {
+            shared: self.0.clone(),
+            recipient: Recipient {
+                id: admission.id(),
+                pushes,
+            },
+            _admission: admission,
+            names: Mutex::new(SessionNames::default()),
+            buckets: Mutex::new(Buckets {
+                messages: TokenBucket::new(
+                    RateLimit {
+                        burst: config.rate_limit_burst,
+                        per_minute: config.rate_limit_per_minute,
+                    },
+                    now,
+                ),
+                pair_requests: TokenBucket::new(
+                    RateLimit {
+                        burst: config.pair_request_burst,
+                        per_minute: config.pair_requests_per_minute,
+                    },
+                    now,
+                ),
+            }),
+        };
+        debug!(session = session.id(), "session opened");
+        (session, receiver)
+    }
+}
 
 /// The answer to one request: its message, and the `requestId` it must carry.
 #[derive(Debug, PartialEq)]
 pub struct Reply {
     pub message: ServerMessage,
     pub request_id: Option<RequestId>,
-}
-
-/// The ids this session holds. A request may only act for these.
-#[derive(Debug, Default)]
-struct Identity {
-    pairing_code: Option<Name>,
-    relay_id: Option<Name>,
-    /// Whether `relay_id` is also listed in the relay registry (a rendezvous-only binding is not).
-    relay_registered: bool,
-}
-
-impl Identity {
-    fn is_bound(&self) -> bool {
-        self.pairing_code.is_some() || self.relay_id.is_some()
-    }
-
-    fn holds(&self, name: &str) -> bool {
-        self.pairing_code
-            .as_ref()
-            .is_some_and(|n| n.as_str() == name)
-            || self.relay_id.as_ref().is_some_and(|n| n.as_str() == name)
-    }
-
-    /// The session's pairing code, which pairing, linking and forwarding act as.
-    fn pairing_code(&self) -> Result<Name, Failure> {
-        self.pairing_code.clone().ok_or(Failure::NotRegistered)
-    }
-
-    /// A bound session may only act as one of its ids; an unbound one is checked by each request.
-    fn check_acts_as(&self, peer_id: &str) -> Result<(), Failure> {
-        if self.is_bound() && !self.holds(peer_id) {
-            return Err(Failure::PeerIdMismatch);
-        }
-        Ok(())
-    }
 }
 
 /// Why a request failed. Every failure maps to one protocol message, in `into_message`.
@@ -120,13 +215,27 @@ impl Failure {
     }
 }
 
+/// A bound session may only act as one of its names; an unbound one is checked by each request.
+fn check_acts_as(names: &SessionNames, peer_id: &str) -> Result<(), Failure> {
+    if names.is_bound() && !names.holds(peer_id) {
+        return Err(Failure::PeerIdMismatch);
+    }
+    Ok(())
+}
+
+/// The session's pairing code, which pairing, linking and forwarding act as.
+fn own_pairing_code(names: &SessionNames) -> Result<Name, Failure> {
+    names.pairing_code.clone().ok_or(Failure::NotRegistered)
+}
+
 #[derive(Debug)]
 pub struct Session {
-    hub: Hub,
-    admission: Admission,
-    pushes: PushSender,
-    identity: Mutex<Identity>,
-    limits: Mutex<Buckets>,
+    shared: Arc<Shared>,
+    recipient: Recipient,
+    /// The session's place within the session limits, given back when the session is dropped.
+    _admission: Admission,
+    names: Mutex<SessionNames>,
+    buckets: Mutex<Buckets>,
 }
 
 /// The session's rate limits: one for every message, one more for pairing requests.
@@ -137,42 +246,13 @@ struct Buckets {
 }
 
 impl Session {
-    /// Opens a session for a client at `ip`. Its first push, already queued, is `server_info`.
-    pub fn open(hub: &Hub, ip: std::net::IpAddr) -> Result<(Self, PushReceiver), OverCapacity> {
-        Ok(Self::open_admitted(hub, hub.admit(ip)?))
-    }
-
-    /// Opens a session for a connection admitted earlier (QUIC admits before the handshake, so that
-    /// connections still in their handshake count towards the limits too).
-    pub fn open_admitted(hub: &Hub, admission: Admission) -> (Self, PushReceiver) {
-        let settings = hub.settings();
-        let (pushes, receiver) = push_queue(settings.push_queue, settings.push_queue_bytes);
-        pushes.push(ServerMessage::ServerInfo {
-            server_id: settings.server_id.clone(),
-            endpoint: settings.endpoint.clone(),
-            region: settings.region.clone(),
-        });
-        let session = Self {
-            hub: hub.clone(),
-            admission,
-            pushes,
-            identity: Mutex::new(Identity::default()),
-            limits: Mutex::new(Buckets {
-                messages: TokenBucket::new(settings.message_rate, hub.now()),
-                pair_requests: TokenBucket::new(settings.pair_request_rate, hub.now()),
-            }),
-        };
-        debug!(session = session.id(), "session opened");
-        (session, receiver)
-    }
-
     pub fn id(&self) -> SessionId {
-        self.admission.id
+        self.recipient.id
     }
 
     /// Answers one decoded message. Never fails: every problem becomes an error reply.
     pub fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
-        let now = self.hub.now();
+        let now = self.shared.clock.now();
         if !self.buckets().messages.try_take(now) {
             let request_id = match &decoded {
                 Ok(envelope) => envelope.request_id.clone(),
@@ -187,7 +267,7 @@ impl Session {
             Err(mut err) => (err.request_id.take(), Err(Failure::Decode(err))),
             Ok(envelope) => {
                 let request_id = envelope.request_id.clone();
-                let outcome = Request::parse(envelope, &self.hub.settings().limits)
+                let outcome = Request::parse(envelope, &self.shared.config)
                     .map_err(Failure::from)
                     .and_then(|request| self.dispatch(request));
                 (request_id, outcome)
@@ -202,127 +282,48 @@ impl Session {
     fn dispatch(&self, request: Request) -> Result<ServerMessage, Failure> {
         match request {
             Request::Ping => Ok(ServerMessage::Pong),
-            Request::Heartbeat { peer_id } => {
-                if let Some(peer_id) = peer_id {
-                    self.identity().check_acts_as(peer_id.as_str())?;
-                }
-                Ok(ServerMessage::HeartbeatAck {
-                    timestamp: self.hub.wall_time(),
-                })
-            }
-            Request::RegisterCode {
-                pairing_code,
-                public_key,
-            } => self.register_code(pairing_code, public_key),
-            Request::RegisterRelay {
-                peer_id,
-                max_connections,
-                public_key,
-            } => self.register_relay(peer_id, max_connections, public_key),
-            Request::UpdateLoad {
-                peer_id,
-                connected_count,
-            } => self.update_load(peer_id, connected_count),
-            Request::GetRelays { peer_id, count } => self.get_relays(peer_id, count),
-            Request::RegisterRendezvous(request) => self.register_rendezvous(request),
+            Request::Heartbeat(heartbeat) => self.heartbeat(heartbeat),
+            Request::RegisterCode(register) => self.register_code(register),
+            Request::RegisterRelay(register) => self.register_relay(register),
+            Request::UpdateLoad(update) => self.update_load(update),
+            Request::GetRelays(get) => self.get_relays(get),
+            Request::RegisterRendezvous(register) => self.register_rendezvous(register),
             Request::Signal(signal) => self.forward(signal),
-            Request::PairRequest {
-                target_code,
-                proposed_name,
-            } => {
-                if !self.buckets().pair_requests.try_take(self.hub.now()) {
+            Request::PairRequest(pair_request) => {
+                if !self
+                    .buckets()
+                    .pair_requests
+                    .try_take(self.shared.clock.now())
+                {
                     return Err(Failure::RateLimited);
                 }
-                self.pair_request(target_code, proposed_name)
+                self.pair_request(pair_request)
             }
-            Request::PairResponse {
-                target_code,
-                accepted,
-            } => self.pair_response(target_code, accepted),
-            Request::LinkRequest {
-                link_code,
-                public_key,
-                device_name,
-            } => self.link_request(link_code, public_key, device_name),
-            Request::LinkResponse {
-                link_code,
-                accepted,
-                device_id,
-            } => self.link_response(link_code, accepted, device_id),
+            Request::PairResponse(response) => self.pair_response(response),
+            Request::LinkRequest(link_request) => self.link_request(link_request),
+            Request::LinkResponse(response) => self.link_response(response),
         }
     }
 
-    fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets> {
-        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> &SharedState {
+        &self.shared.state
     }
 
-    fn identity(&self) -> std::sync::MutexGuard<'_, Identity> {
-        self.identity.lock().unwrap_or_else(PoisonError::into_inner)
+    fn buckets(&self) -> MutexGuard<'_, Buckets> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Binds a pairing code, replacing (and freeing) the session's earlier one.
-    fn register_code(
-        &self,
-        pairing_code: PairingCode,
-        public_key: PairingKey,
-    ) -> Result<ServerMessage, Failure> {
-        let code = pairing_code.name().clone();
-        let mut identity = self.identity();
-        let mut state = self.hub.state();
-        state
-            .directory
-            .bind(&code, self.id(), &self.pushes, Role::PairingCode)
-            .map_err(|_| Failure::CodeCollision)?;
-        state
-            .directory
-            .set_code_key(code.as_str(), self.id(), public_key);
-        if let Some(old) = identity.pairing_code.replace(code.clone())
-            && old != code
-        {
-            state
-                .directory
-                .release(old.as_str(), self.id(), Role::PairingCode);
-            let ended = state.pairing.remove_code(&old);
-            state.deliver_pairing_events(ended);
-            if identity.relay_id.as_ref() != Some(&old) {
-                state.rendezvous.remove_hourly(old.as_str());
-            }
-        }
-        Ok(ServerMessage::RegisteredCode {
-            pairing_code: code,
-            server_id: self.hub.settings().server_id.clone(),
-        })
+    /// The session's names. Held while a request binds one, so that a session's requests bind in turn.
+    fn names(&self) -> MutexGuard<'_, SessionNames> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Drop for Session {
-    /// Frees the session's names, unlists its relay and removes its hourly tokens. Its daily points and
-    /// dead drops stay until they expire: they exist for peers that are offline.
+    /// Gives the session's names back, with what they held (see [`SharedState::release_session`]).
     fn drop(&mut self) {
-        let identity = std::mem::take(
-            self.identity
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let id = self.id();
-        let mut state = self.hub.state();
-        if let Some(code) = &identity.pairing_code {
-            state
-                .directory
-                .release(code.as_str(), id, Role::PairingCode);
-            let ended = state.pairing.remove_code(code);
-            state.deliver_pairing_events(ended);
-            state.rendezvous.remove_hourly(code.as_str());
-        }
-        if let Some(relay_id) = &identity.relay_id {
-            state
-                .directory
-                .release(relay_id.as_str(), id, Role::RelayId);
-            state.rendezvous.remove_hourly(relay_id.as_str());
-            if identity.relay_registered {
-                state.relays.unregister(relay_id.as_str());
-            }
-        }
-        debug!(session = id, "session closed");
+        let names = std::mem::take(self.names.get_mut().unwrap_or_else(PoisonError::into_inner));
+        self.state().release_session(self.id(), &names);
+        debug!(session = self.id(), "session closed");
     }
 }

@@ -1,97 +1,161 @@
-//! The pairing family: `pair_request` and `pair_response` between pairing codes, and the pushes their
-//! timers make.
+//! The pairing family: `register {pairingCode, publicKey}`, then `pair_request` and `pair_response`
+//! between pairing codes, and the pushes their timers make (`pair_expiring`, `pair_timeout`).
 
-use super::{Failure, Session};
-use crate::protocol::names::PairingCode;
-use crate::protocol::{Name, ServerMessage};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::fields::{RequestError, check_label, fields_of, invalid};
+use super::{Failure, Session, own_pairing_code};
+use crate::protocol::ServerMessage;
+use crate::protocol::names::{PairingCode, PairingKey};
+use crate::state::Answer;
 
 /// One text for every refused request, so that pairing codes cannot be enumerated.
 pub const PAIR_REQUEST_REFUSED: &str = "Pair request could not be processed";
 pub const NO_PENDING_REQUEST: &str = "No pending request from this peer";
 
+#[derive(Debug, PartialEq)]
+pub struct RegisterCode {
+    pairing_code: PairingCode,
+    public_key: PairingKey,
+}
+
+impl RegisterCode {
+    /// From the fields of a `register` with a pairing code.
+    pub(super) fn new(
+        pairing_code: PairingCode,
+        public_key: Option<String>,
+    ) -> Result<Self, RequestError> {
+        let public_key = public_key.ok_or_else(|| invalid("publicKey: missing"))?;
+        let public_key =
+            PairingKey::try_from(public_key).map_err(|err| invalid(format!("publicKey: {err}")))?;
+        Ok(Self {
+            pairing_code,
+            public_key,
+        })
+    }
+}
+
+/// A `targetCode` that is not a pairing code is `None`: like an unknown code, it is refused with the
+/// generic `pair_error`.
+#[derive(Debug, PartialEq)]
+pub struct PairRequest {
+    target_code: Option<PairingCode>,
+    proposed_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairRequestFields {
+    #[serde(alias = "target_code")]
+    target_code: String,
+    #[serde(alias = "proposed_name")]
+    proposed_name: Option<String>,
+}
+
+impl PairRequest {
+    pub(super) fn parse(fields: Map<String, Value>) -> Result<Self, RequestError> {
+        let fields: PairRequestFields = fields_of(fields)?;
+        check_label("proposedName", fields.proposed_name.as_deref())?;
+        Ok(Self {
+            target_code: PairingCode::try_from(fields.target_code).ok(),
+            proposed_name: fields.proposed_name,
+        })
+    }
+}
+
+/// The answer to the request from `target_code` (the requester).
+#[derive(Debug, PartialEq)]
+pub struct PairResponse {
+    target_code: Option<PairingCode>,
+    accepted: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairResponseFields {
+    #[serde(alias = "target_code")]
+    target_code: String,
+    accepted: bool,
+}
+
+impl PairResponse {
+    pub(super) fn parse(fields: Map<String, Value>) -> Result<Self, RequestError> {
+        let fields: PairResponseFields = fields_of(fields)?;
+        Ok(Self {
+            target_code: PairingCode::try_from(fields.target_code).ok(),
+            accepted: fields.accepted,
+        })
+    }
+}
+
 impl Session {
-    pub(super) fn pair_request(
-        &self,
-        target: Option<PairingCode>,
-        proposed_name: Option<String>,
-    ) -> Result<ServerMessage, Failure> {
-        let identity = self.identity();
-        let requester = identity.pairing_code()?;
-        let target = target.ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
-        let now = self.hub.now();
-        let mut state = self.hub.state();
-        let state = &mut *state;
-        let target = target.name();
-        // The target must be a live pairing code; the requester's own key goes with the request.
-        let (true, Some(requester_key)) = (
-            state.directory.code_key(target.as_str()).is_some(),
-            state.directory.code_key(requester.as_str()).cloned(),
-        ) else {
-            return Err(Failure::PairError(PAIR_REQUEST_REFUSED));
-        };
-        state
-            .pairing
-            .request(now, &requester, target)
+    /// Binds a pairing code, replacing (and freeing) the session's earlier one.
+    pub(super) fn register_code(&self, register: RegisterCode) -> Result<ServerMessage, Failure> {
+        let code = register.pairing_code.name().clone();
+        let mut names = self.names();
+        self.state()
+            .bind_code(&self.recipient, &names, &code, register.public_key)
+            .map_err(|_| Failure::CodeCollision)?;
+        names.pairing_code = Some(code.clone());
+        Ok(ServerMessage::RegisteredCode {
+            pairing_code: code,
+            server_id: self.shared.identity.server_id.clone(),
+        })
+    }
+
+    pub(super) fn pair_request(&self, request: PairRequest) -> Result<ServerMessage, Failure> {
+        let names = self.names();
+        let requester = own_pairing_code(&names)?;
+        let target = request
+            .target_code
+            .ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
+        self.state()
+            .request_pairing(&requester, target.name(), request.proposed_name)
             .map_err(|_| Failure::PairError(PAIR_REQUEST_REFUSED))?;
-        state.directory.push_to_code(
-            target.as_str(),
-            ServerMessage::PairIncoming {
-                from_code: requester,
-                from_public_key: requester_key,
-                expires_in: state.pairing.times().expiry,
-                proposed_name,
-            },
-        );
         Ok(ServerMessage::Ack {
             request_type: "pair_request",
         })
     }
 
-    /// Answers a pending request from `requester` to this session's code.
-    pub(super) fn pair_response(
-        &self,
-        requester: Option<PairingCode>,
-        accepted: bool,
-    ) -> Result<ServerMessage, Failure> {
-        let identity = self.identity();
-        let responder = identity.pairing_code()?;
-        let requester = requester.ok_or(Failure::PairError(NO_PENDING_REQUEST))?;
-        let mut state = self.hub.state();
-        let requester: &Name = requester.name();
-        if !state.pairing.take(requester, &responder) {
-            return Err(Failure::PairError(NO_PENDING_REQUEST));
-        }
-        if !accepted {
-            state.directory.push_to_code(
-                requester.as_str(),
-                ServerMessage::PairRejected {
-                    peer_code: responder,
-                },
-            );
-            return Ok(ServerMessage::Ack {
+    /// Answers a pending request from the requester to this session's code.
+    pub(super) fn pair_response(&self, response: PairResponse) -> Result<ServerMessage, Failure> {
+        let names = self.names();
+        let responder = own_pairing_code(&names)?;
+        let requester = response
+            .target_code
+            .ok_or(Failure::PairError(NO_PENDING_REQUEST))?;
+        let requester = requester.name();
+        match self
+            .state()
+            .answer_pairing(&responder, requester, response.accepted)
+            .map_err(|_| Failure::PairError(NO_PENDING_REQUEST))?
+        {
+            Answer::Rejected => Ok(ServerMessage::Ack {
                 request_type: "pair_response",
-            });
+            }),
+            Answer::Accepted(requester_key) => Ok(ServerMessage::PairMatched {
+                peer_code: requester.clone(),
+                peer_public_key: requester_key,
+                is_initiator: false,
+            }),
         }
-        // The keys as registered now: a side that re-registered its code with a new key is matched
-        // with that one.
-        let (Some(responder_key), Some(requester_key)) = (
-            state.directory.code_key(responder.as_str()).cloned(),
-            state.directory.code_key(requester.as_str()).cloned(),
-        ) else {
-            return Err(Failure::PairError(NO_PENDING_REQUEST));
-        };
-        state.directory.push_to_code(
-            requester.as_str(),
-            ServerMessage::PairMatched {
-                peer_code: responder,
-                peer_public_key: responder_key,
-                is_initiator: true,
-            },
-        );
-        Ok(ServerMessage::PairMatched {
-            peer_code: requester.clone(),
-            peer_public_key: requester_key,
-            is_initiator: false,
-        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::session::request::tests::invalid_message;
+
+    #[test]
+    fn pairing_register_checks_code_and_key() {
+        let message =
+            invalid_message(r#"{"type":"register","pairingCode":"ABC23O","publicKey":"x"}"#);
+        assert!(message.starts_with("pairingCode"), "{message}");
+        let message = invalid_message(r#"{"type":"register","pairingCode":"ABC234"}"#);
+        assert!(message.starts_with("publicKey"), "{message}");
+        let message =
+            invalid_message(r#"{"type":"register","pairingCode":"ABC234","publicKey":"AAAA"}"#);
+        assert!(message.starts_with("publicKey"), "{message}");
     }
 }

@@ -1,32 +1,243 @@
-//! The forwarding family: offers, answers, ICE candidates and calls, from one pairing code to another.
+//! The forwarding family: WebRTC offers, answers and ICE candidates, and calls, from one pairing code to
+//! another. Payloads are kept as sent (any value of the JSON data model); only the call family's fields
+//! that the protocol names are checked.
 
-use super::{Failure, Session};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::fields::{RequestError, fields_of, invalid};
+use super::{Failure, Session, own_pairing_code};
 use crate::protocol::ServerMessage;
 use crate::protocol::message::Forwarded;
-use crate::protocol::signal::Signal;
+use crate::protocol::names::PairingCode;
+
+const MAX_SDP_CHARS: usize = 65_536;
+const MAX_CANDIDATE_CHARS: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalKind {
+    Offer,
+    Answer,
+    IceCandidate,
+    CallOffer,
+    CallAnswer,
+    CallReject,
+    CallHangup,
+    CallIce,
+}
+
+impl SignalKind {
+    pub fn from_type(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "offer" => Self::Offer,
+            "answer" => Self::Answer,
+            "ice_candidate" => Self::IceCandidate,
+            "call_offer" => Self::CallOffer,
+            "call_answer" => Self::CallAnswer,
+            "call_reject" => Self::CallReject,
+            "call_hangup" => Self::CallHangup,
+            "call_ice" => Self::CallIce,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offer => "offer",
+            Self::Answer => "answer",
+            Self::IceCandidate => "ice_candidate",
+            Self::CallOffer => "call_offer",
+            Self::CallAnswer => "call_answer",
+            Self::CallReject => "call_reject",
+            Self::CallHangup => "call_hangup",
+            Self::CallIce => "call_ice",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Signal {
+    pub kind: SignalKind,
+    pub target: PairingCode,
+    pub payload: Value,
+}
+
+#[derive(Deserialize)]
+struct SignalFields {
+    target: PairingCode,
+    payload: Value,
+}
+
+impl Signal {
+    pub(super) fn parse(
+        kind: SignalKind,
+        fields: Map<String, Value>,
+    ) -> Result<Self, RequestError> {
+        let SignalFields { target, payload } = fields_of(fields)?;
+        check_payload(kind, &payload)?;
+        Ok(Self {
+            kind,
+            target,
+            payload,
+        })
+    }
+}
+
+/// Any payload but null; a call's payload is a map whose named fields are checked.
+fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> {
+    if payload.is_null() {
+        return Err(invalid("payload: missing"));
+    }
+    if matches!(
+        kind,
+        SignalKind::CallOffer
+            | SignalKind::CallAnswer
+            | SignalKind::CallReject
+            | SignalKind::CallHangup
+            | SignalKind::CallIce
+    ) {
+        let Value::Object(call) = payload else {
+            return Err(invalid("payload: must be a map"));
+        };
+        match call.get("callId") {
+            Some(Value::String(id)) if is_uuid_v4(id) => {}
+            _ => return Err(invalid("payload.callId: must be a UUID v4")),
+        }
+        let bounded_text = |field: &str, max: usize| match call.get(field) {
+            Some(Value::String(text)) if !text.is_empty() && text.chars().count() <= max => Ok(()),
+            _ => Err(invalid(format!(
+                "payload.{field}: must be a non-empty string of at most {max} characters"
+            ))),
+        };
+        match kind {
+            SignalKind::CallOffer | SignalKind::CallAnswer => bounded_text("sdp", MAX_SDP_CHARS)?,
+            SignalKind::CallIce => bounded_text("candidate", MAX_CANDIDATE_CHARS)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 impl Session {
     /// Pushes the signal to the session holding the target code, as `{type, from, payload}` with the
     /// payload unchanged. Pushes from one session to one target keep their order: both go through the
     /// target's one push queue, in the order this session handled them.
     pub(super) fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
-        let identity = self.identity();
-        let from = identity.pairing_code()?;
+        let from = own_pairing_code(&self.names())?;
         let forwarded = ServerMessage::Forwarded(Forwarded {
             kind: signal.kind.as_str(),
             from,
             payload: signal.payload,
         });
-        if !self
-            .hub
-            .state()
-            .directory
-            .push_to_code(signal.target.name().as_str(), forwarded)
-        {
+        if !self.state().push_to_code(signal.target.name(), forwarded) {
             return Err(Failure::PeerNotFound);
         }
         Ok(ServerMessage::Ack {
             request_type: signal.kind.as_str(),
         })
+    }
+}
+
+/// `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`, hexadecimal in either case.
+fn is_uuid_v4(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            14 => b == b'4',
+            19 => matches!(b.to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b'),
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(kind: &str, fields: Value) -> Result<Signal, RequestError> {
+        let kind = SignalKind::from_type(kind).unwrap();
+        let Value::Object(fields) = fields else {
+            panic!("fields are a map")
+        };
+        Signal::parse(kind, fields)
+    }
+
+    const CALL: &str = "123e4567-e89b-42d3-a456-426614174000";
+
+    #[test]
+    fn webrtc_payloads_are_forwarded_as_they_are() {
+        for kind in ["offer", "answer", "ice_candidate"] {
+            let payload = json!({"anything": [1, {"nested": null}], "sdp": ""});
+            let signal = parse(kind, json!({"target": "ABC234", "payload": payload})).unwrap();
+            assert_eq!(signal.payload, payload);
+            assert_eq!(signal.kind.as_str(), kind);
+        }
+        assert!(
+            parse(
+                "offer",
+                json!({"target": "ABC234", "payload": "plain text"})
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn calls_need_a_uuid_v4_and_bounded_sdp_and_candidates() {
+        let ok = |kind: &str, payload: Value| {
+            parse(kind, json!({"target": "ABC234", "payload": payload}))
+        };
+        assert!(ok("call_offer", json!({"callId": CALL, "sdp": "v=0"})).is_ok());
+        assert!(ok("call_answer", json!({"callId": CALL, "sdp": "v=0"})).is_ok());
+        assert!(ok("call_reject", json!({"callId": CALL})).is_ok());
+        assert!(ok("call_hangup", json!({"callId": CALL})).is_ok());
+        assert!(
+            ok(
+                "call_ice",
+                json!({"callId": CALL, "candidate": "candidate:1"})
+            )
+            .is_ok()
+        );
+
+        for (kind, payload, field) in [
+            ("call_offer", json!({"sdp": "v=0"}), "callId"),
+            (
+                "call_offer",
+                json!({"callId": "123e4567-e89b-12d3-a456-426614174000", "sdp": "v"}),
+                "callId",
+            ),
+            (
+                "call_offer",
+                json!({"callId": "not-a-uuid", "sdp": "v"}),
+                "callId",
+            ),
+            ("call_offer", json!({"callId": CALL}), "sdp"),
+            ("call_offer", json!({"callId": CALL, "sdp": ""}), "sdp"),
+            (
+                "call_answer",
+                json!({"callId": CALL, "sdp": "x".repeat(65_537)}),
+                "sdp",
+            ),
+            (
+                "call_ice",
+                json!({"callId": CALL, "candidate": "x".repeat(1025)}),
+                "candidate",
+            ),
+            ("call_hangup", json!("not a map"), "payload"),
+        ] {
+            match ok(kind, payload) {
+                Err(RequestError::Invalid(message)) => {
+                    assert!(message.contains(field), "{message}")
+                }
+                other => panic!("{kind}: expected invalid_message naming {field}, got {other:?}"),
+            }
+        }
+        assert!(
+            ok(
+                "call_answer",
+                json!({"callId": CALL, "sdp": "x".repeat(65_536)})
+            )
+            .is_ok()
+        );
     }
 }

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONNECTION,
-    CONTENT_TYPE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,12 +21,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::TransportContext;
+use super::responses::{HttpResponse, json, plain};
 use super::websocket;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-pub type HttpResponse = Response<Full<Bytes>>;
 
 /// Accepts TCP connections until shutdown; each is served on its own task.
 pub async fn serve(
@@ -68,7 +66,7 @@ async fn serve_connection(
         None => serve_http(TokioIo::new(stream), peer, context).await,
         Some(acceptor) => {
             let handshake =
-                tokio::time::timeout(context.handshake_timeout, acceptor.accept(stream));
+                tokio::time::timeout(context.config.handshake_timeout(), acceptor.accept(stream));
             match handshake.await {
                 Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, context).await,
                 Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
@@ -83,7 +81,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let shutdown = context.shutdown.clone();
-    let handshake_timeout = context.handshake_timeout;
+    let handshake_timeout = context.config.handshake_timeout();
     let service = service_fn(move |request| {
         let response = route(request, peer, &context);
         async move { Ok::<_, Infallible>(response) }
@@ -121,18 +119,6 @@ fn route(
     }
 }
 
-/// Answers to the HTTP routes close their connection (`Connection: close`): they are for probes and
-/// browsers fetching one value, and an idle keep-alive connection would only hold a socket.
-pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .header(CONNECTION, "close")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
-}
-
 /// The answer to a CORS preflight: any origin may read the HTTP routes.
 fn cors_preflight() -> HttpResponse {
     Response::builder()
@@ -142,14 +128,5 @@ fn cors_preflight() -> HttpResponse {
         .header(ACCESS_CONTROL_MAX_AGE, "86400")
         .header(CONNECTION, "close")
         .body(Full::default())
-        .expect("a valid response")
-}
-
-pub fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(CONNECTION, "close")
-        .body(Full::new(Bytes::from_static(text.as_bytes())))
         .expect("a valid response")
 }

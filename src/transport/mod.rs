@@ -4,12 +4,12 @@
 pub mod http;
 pub mod message_kind;
 pub mod quic;
+mod responses;
 pub mod streams;
 pub mod websocket;
 pub mod webtransport;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 
@@ -17,36 +17,21 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::Hub;
+use crate::config::TransportConfig;
+use crate::session::Sessions;
 use crate::tls::Certificates;
 
 /// What every transport task needs.
 #[derive(Debug)]
 pub struct TransportContext {
-    pub hub: Hub,
+    pub sessions: Sessions,
     pub certificates: Arc<Certificates>,
-    /// Origins allowed to open WebTransport sessions; empty allows any.
-    pub webtransport_origins: Vec<String>,
-    pub max_message_size: usize,
-    pub idle_timeout: Duration,
-    pub handshake_timeout: Duration,
+    pub config: TransportConfig,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
 
 impl TransportContext {
-    /// Whether a WebTransport session from `origin` may open. Requests without an origin (non-browser
-    /// clients) are allowed.
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        match origin {
-            Some(origin) if !self.webtransport_origins.is_empty() => self
-                .webtransport_origins
-                .iter()
-                .any(|allowed| allowed == origin),
-            _ => true,
-        }
-    }
-
     /// The body of `GET /cert-hash`: what a browser passes as `serverCertificateHashes`.
     pub fn cert_hash(&self) -> serde_json::Value {
         json!({
@@ -57,21 +42,14 @@ impl TransportContext {
 
     /// The body of `GET /health`.
     pub fn health(&self) -> serde_json::Value {
-        let (names, relays, rendezvous_entries) = {
-            let state = self.hub.state();
-            (
-                state.directory.len(),
-                state.relays.len(),
-                state.rendezvous.len(),
-            )
-        };
+        let counts = self.sessions.state().counts();
         json!({
             "status": "healthy",
-            "serverId": self.hub.settings().server_id,
-            "sessions": self.hub.session_count(),
-            "names": names,
-            "relays": relays,
-            "rendezvousEntries": rendezvous_entries,
+            "serverId": self.sessions.identity().server_id,
+            "sessions": self.sessions.open_count(),
+            "names": counts.names,
+            "relays": counts.relays,
+            "rendezvousEntries": counts.rendezvous_entries,
         })
     }
 }

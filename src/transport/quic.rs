@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{debug, warn};
 use wtransport::quinn;
@@ -11,6 +10,7 @@ use wtransport::quinn;
 use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
+use crate::config::TransportConfig;
 use crate::tls::Certificates;
 
 pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
@@ -28,9 +28,9 @@ const DATAGRAM_BUFFER: usize = 16 * 1024;
 pub fn bind(
     addr: SocketAddr,
     certificates: &Arc<Certificates>,
-    idle_timeout: Duration,
-    max_message_size: usize,
+    config: &TransportConfig,
 ) -> std::io::Result<quinn::Endpoint> {
+    let max_message_size = config.max_message_size;
     let tls = certificates.server_config(true, &[ALPN_WEBTRANSPORT, ALPN_ZAJEL]);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .expect("a TLS 1.3 configuration with a QUIC cipher suite");
@@ -39,7 +39,8 @@ pub fn bind(
         .max_concurrent_bidi_streams(MAX_REQUEST_STREAMS.into())
         .max_concurrent_uni_streams(MAX_CLIENT_UNI_STREAMS.into())
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(idle_timeout).expect("idle timeout within QUIC's range"),
+            quinn::IdleTimeout::try_from(config.idle_timeout())
+                .expect("idle timeout within QUIC's range"),
         ))
         // Room for one whole message per stream, a few messages per connection.
         .stream_receive_window(quinn::VarInt::from_u32(
@@ -80,7 +81,7 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
 /// handshake within the handshake timeout, and serves it by the protocol it negotiated.
 async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext>) {
     let ip = incoming.remote_address().ip().to_canonical();
-    let admission = context.hub.admit(ip);
+    let admission = context.sessions.admit(ip);
     let mut connecting = match incoming.accept() {
         Ok(connecting) => connecting,
         Err(err) => return debug!(error = %err, "QUIC handshake refused"),
@@ -93,14 +94,14 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
             .protocol;
         Some(alpn)
     };
-    let alpn = match tokio::time::timeout(context.handshake_timeout, handshake).await {
+    let alpn = match tokio::time::timeout(context.config.handshake_timeout(), handshake).await {
         Ok(Some(alpn)) => alpn,
         Ok(None) => return debug!("QUIC handshake failed"),
         Err(_) => return debug!("QUIC handshake timed out"),
     };
     match alpn.as_deref() {
         Some(ALPN_ZAJEL) => {
-            match tokio::time::timeout(context.handshake_timeout, connecting).await {
+            match tokio::time::timeout(context.config.handshake_timeout(), connecting).await {
                 Ok(Ok(connection)) => serve_connection(connection, admission, context).await,
                 Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
                 Err(_) => debug!("QUIC handshake timed out"),

@@ -11,12 +11,12 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::TransportContext;
-use crate::hub::{Admission, OverCapacity};
+use crate::admission::{Admission, OverCapacity};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::framing::{FrameError, read_body, read_length, write_frame};
 use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
+use crate::push::PushReceiver;
 use crate::session::Session;
-use crate::session::push::PushReceiver;
 
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
@@ -65,13 +65,13 @@ pub async fn serve_connection<C: StreamConnection>(
         Err(over_capacity) => return refuse(&connection, &over_capacity.to_string()).await,
     };
     let connection = Arc::new(connection);
-    let (session, pushes) = Session::open_admitted(&context.hub, admission);
+    let (session, pushes) = context.sessions.open_admitted(admission);
     let session = Arc::new(session);
     debug!(session = session.id(), "QUIC session opened");
     let overflowed = pushes.overflow_signal();
     // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
     // waits (and the client's flow control with it) until earlier frames are answered.
-    let frame_budget = Arc::new(Semaphore::new(2 * context.max_message_size));
+    let frame_budget = Arc::new(Semaphore::new(2 * context.config.max_message_size));
     let accept_requests = async {
         while let Some((send, recv)) = connection.accept_bi().await {
             context.tasks.spawn(serve_request_stream::<C>(
@@ -79,7 +79,7 @@ pub async fn serve_connection<C: StreamConnection>(
                 send,
                 recv,
                 frame_budget.clone(),
-                context.max_message_size,
+                context.config.max_message_size,
             ));
         }
     };

@@ -23,12 +23,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{Instrument, debug, debug_span};
 
 use super::TransportContext;
-use super::http::{HttpResponse, plain};
 use super::message_kind::MessageKindTracker;
+use super::responses::{HttpResponse, plain};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
+use crate::push::PushReceiver;
 use crate::session::Session;
-use crate::session::push::PushReceiver;
 
 /// How long a closing handshake may take before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -77,7 +77,7 @@ pub fn upgrade(
                     let stream = WebSocketStream::from_raw_socket(
                         MessageKindTracker::new(TokioIo::new(upgraded)),
                         Role::Server,
-                        Some(websocket_config(context.max_message_size)),
+                        Some(websocket_config(context.config.max_message_size)),
                     )
                     .await;
                     run_session(stream, peer.ip(), &context).await;
@@ -151,9 +151,9 @@ pub async fn run_session<S>(
     let mut connection = Connection {
         stream,
         encoding: Encoding::Json,
-        idle_timeout: context.idle_timeout,
+        idle_timeout: context.config.idle_timeout(),
     };
-    let (session, mut pushes) = match Session::open(&context.hub, ip) {
+    let (session, mut pushes) = match context.sessions.open(ip) {
         Ok(opened) => opened,
         Err(over_capacity) => {
             let refusal = ServerMessage::error(ErrorCode::OverCapacity, over_capacity.to_string());
@@ -181,7 +181,10 @@ pub async fn run_session<S>(
             }
             let refusal = ServerMessage::error(
                 ErrorCode::TooLarge,
-                format!("messages are limited to {} bytes", context.max_message_size),
+                format!(
+                    "messages are limited to {} bytes",
+                    context.config.max_message_size
+                ),
             );
             connection
                 .close_with(Some(&refusal), CloseCode::Size, "message too large")

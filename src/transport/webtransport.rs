@@ -9,7 +9,7 @@ use wtransport::{VarInt, quinn};
 
 use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
-use crate::hub::{Admission, OverCapacity};
+use crate::admission::{Admission, OverCapacity};
 
 /// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
 /// checks its request, and serves the session.
@@ -19,7 +19,7 @@ pub async fn serve(
     context: Arc<TransportContext>,
 ) {
     let handshake = IncomingSessionFuture::with_quic_connecting(connecting);
-    let request = match tokio::time::timeout(context.handshake_timeout, handshake).await {
+    let request = match tokio::time::timeout(context.config.handshake_timeout(), handshake).await {
         Ok(Ok(request)) => request,
         Ok(Err(err)) => return debug!(error = %err, "WebTransport handshake failed"),
         Err(_) => return debug!("WebTransport handshake timed out"),
@@ -27,7 +27,7 @@ pub async fn serve(
     if request.path() != "/" {
         return request.not_found().await;
     }
-    if !context.origin_allowed(request.origin()) {
+    if !context.config.origin_allowed(request.origin()) {
         return request.forbidden().await;
     }
     match request.accept().await {

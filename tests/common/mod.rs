@@ -21,12 +21,11 @@ use zajel_signal::{Clock, Config, ManualClock, Server};
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub fn test_config() -> Config {
-    Config {
-        ws_listen: "127.0.0.1:0".parse().unwrap(),
-        quic_listen: "127.0.0.1:0".parse().unwrap(),
-        server_id: Some("test-server".into()),
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.listen.ws_listen = "127.0.0.1:0".parse().unwrap();
+    config.listen.quic_listen = "127.0.0.1:0".parse().unwrap();
+    config.identity.server_id = Some("test-server".into());
+    config
 }
 
 pub struct TestServer {

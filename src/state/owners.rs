@@ -1,14 +1,13 @@
-//! Which live session holds which name. Pairing codes and relay peer ids share this one namespace: a name
-//! held by a session, as either, cannot be bound by another, and pushes for a name go to its holder.
+//! Which live session owns which name. Pairing codes and relay peer ids share this one namespace: a name
+//! owned by a session, as either, cannot be bound by another, and pushes for a name go to its owner.
 
 use std::collections::HashMap;
 
+use super::Recipient;
+use crate::admission::SessionId;
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
-use crate::session::push::PushSender;
-
-/// A session's number, unique for the life of the server.
-pub type SessionId = u64;
+use crate::push::PushSender;
 
 /// How a session holds a name. One session may hold the same name both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,27 +31,21 @@ struct Holder {
 pub struct Taken;
 
 #[derive(Debug, Default)]
-pub struct Directory {
+pub struct NameOwners {
     holders: HashMap<Name, Holder>,
 }
 
-impl Directory {
+impl NameOwners {
     /// Binds `name` to `session` in `role`; binding a name the session already holds is a no-op.
-    pub fn bind(
-        &mut self,
-        name: &Name,
-        session: SessionId,
-        pushes: &PushSender,
-        role: Role,
-    ) -> Result<(), Taken> {
+    pub fn bind(&mut self, name: &Name, session: &Recipient, role: Role) -> Result<(), Taken> {
         let holder = self.holders.entry(name.clone()).or_insert_with(|| Holder {
-            session,
-            pushes: pushes.clone(),
+            session: session.id,
+            pushes: session.pushes.clone(),
             as_code: false,
             as_relay_id: false,
             code_key: None,
         });
-        if holder.session != session {
+        if holder.session != session.id {
             return Err(Taken);
         }
         match role {
@@ -127,59 +120,58 @@ impl Directory {
     pub fn len(&self) -> usize {
         self.holders.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.holders.is_empty()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::push::push_queue;
+    use crate::push::push_queue;
 
     fn name(text: &str) -> Name {
         Name::try_from(text).unwrap()
     }
 
+    fn recipient(id: SessionId) -> (Recipient, crate::push::PushReceiver) {
+        let (pushes, receiver) = push_queue(4, 1 << 20);
+        (Recipient { id, pushes }, receiver)
+    }
+
     #[test]
     fn a_name_belongs_to_one_session_in_either_role() {
-        let mut directory = Directory::default();
-        let (pushes_1, _rx1) = push_queue(4, 1 << 20);
-        let (pushes_2, _rx2) = push_queue(4, 1 << 20);
-        directory
-            .bind(&name("ABC234"), 1, &pushes_1, Role::PairingCode)
+        let mut owners = NameOwners::default();
+        let (session_1, _rx1) = recipient(1);
+        let (session_2, _rx2) = recipient(2);
+        owners
+            .bind(&name("ABC234"), &session_1, Role::PairingCode)
             .unwrap();
         assert_eq!(
-            directory.bind(&name("ABC234"), 2, &pushes_2, Role::RelayId),
+            owners.bind(&name("ABC234"), &session_2, Role::RelayId),
             Err(Taken)
         );
-        directory
-            .bind(&name("ABC234"), 1, &pushes_1, Role::RelayId)
+        owners
+            .bind(&name("ABC234"), &session_1, Role::RelayId)
             .unwrap();
-        directory.release("ABC234", 1, Role::PairingCode);
+        owners.release("ABC234", 1, Role::PairingCode);
         assert_eq!(
-            directory.bind(&name("ABC234"), 2, &pushes_2, Role::PairingCode),
+            owners.bind(&name("ABC234"), &session_2, Role::PairingCode),
             Err(Taken),
             "still held as a relay id"
         );
-        directory.release("ABC234", 2, Role::RelayId);
-        directory.release("ABC234", 1, Role::RelayId);
-        assert!(directory.is_empty());
-        directory
-            .bind(&name("ABC234"), 2, &pushes_2, Role::PairingCode)
+        owners.release("ABC234", 2, Role::RelayId);
+        owners.release("ABC234", 1, Role::RelayId);
+        assert_eq!(owners.len(), 0);
+        owners
+            .bind(&name("ABC234"), &session_2, Role::PairingCode)
             .unwrap();
     }
 
     #[tokio::test]
     async fn pushes_reach_the_holder() {
-        let mut directory = Directory::default();
-        let (pushes, mut receiver) = push_queue(4, 1 << 20);
-        directory
-            .bind(&name("peer"), 1, &pushes, Role::RelayId)
-            .unwrap();
-        assert!(directory.push("peer", ServerMessage::Pong));
-        assert!(!directory.push("nobody", ServerMessage::Pong));
+        let mut owners = NameOwners::default();
+        let (session, mut receiver) = recipient(1);
+        owners.bind(&name("peer"), &session, Role::RelayId).unwrap();
+        assert!(owners.push("peer", ServerMessage::Pong));
+        assert!(!owners.push("nobody", ServerMessage::Pong));
         assert_eq!(receiver.recv().await, Some(ServerMessage::Pong));
     }
 }

@@ -1,0 +1,94 @@
+//! What bounds a session: its push queue, the session limits, its message rate; request ids.
+
+use super::*;
+
+#[test]
+fn a_full_push_queue_signals_the_transport_to_close() {
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.sessions.push_queue = 2;
+        config
+    });
+    let sleeper = fixture.open();
+    let overflowed = sleeper.pushes.overflow_signal();
+    sleeper.request(
+        json!({"type": "register_rendezvous", "peerId": "sleeper", "hourlyTokens": ["t"]}),
+    );
+    let busy = fixture.open();
+    for _ in 0..3 {
+        busy.request(
+            json!({"type": "register_rendezvous", "peerId": "busy", "hourlyTokens": ["t"]}),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), overflowed.notified())
+            .await
+            .expect("overflow signalled");
+    });
+}
+
+#[test]
+fn sessions_beyond_the_limits_are_refused() {
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.admission.max_sessions = 3;
+        config.admission.max_sessions_per_ip = 2;
+        config
+    });
+    let first = fixture.open();
+    let _second = fixture.open();
+    assert_eq!(fixture.sessions.open(LOCALHOST).err(), Some(OverCapacity));
+    let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let (_third, _) = fixture
+        .sessions
+        .open(other_ip)
+        .expect("another address has room");
+    assert!(fixture.sessions.open(other_ip).is_err(), "total limit");
+    drop(first);
+    assert!(fixture.sessions.open(LOCALHOST).is_ok());
+}
+
+#[test]
+fn messages_over_the_rate_get_rate_limited_and_the_session_goes_on() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    for _ in 0..100 {
+        assert_eq!(session.request(json!({"type": "ping"}))["type"], "pong");
+    }
+    let reply = session.request(json!({"type": "ping", "requestId": "over"}));
+    assert_eq!(reply["code"], "rate_limited");
+    assert_eq!(reply["requestId"], "over");
+    assert_eq!(
+        session.request(json!({"not": "even a message"}))["code"],
+        "rate_limited",
+        "every message counts, well-formed or not"
+    );
+    fixture.clock.advance(Duration::from_millis(600));
+    assert_eq!(
+        session.request(json!({"type": "ping"}))["type"],
+        "pong",
+        "one earned back"
+    );
+    assert_eq!(
+        session.request(json!({"type": "ping"}))["code"],
+        "rate_limited"
+    );
+}
+
+#[test]
+fn ping_and_request_ids() {
+    let fixture = Fixture::new();
+    let session = fixture.open();
+    assert_eq!(
+        session.request(json!({"type": "ping", "requestId": "x"})),
+        json!({"type": "pong", "requestId": "x"})
+    );
+    assert_eq!(
+        session.request(json!({"type": "heartbeat", "request_id": 5})),
+        json!({"type": "heartbeat_ack", "timestamp": 1_700_000_000_000u64, "requestId": 5})
+    );
+}

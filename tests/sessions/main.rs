@@ -1,0 +1,139 @@
+//! The session layer without any transport, one file per message family (as `src/session/` is): the
+//! handler cases, identity binding, cleanup, pushes, with an injected clock.
+
+mod limits;
+mod linking;
+mod names;
+mod pairing;
+mod relay;
+mod rendezvous;
+mod signal;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde_json::{Value, json};
+use zajel_signal::admission::{Admissions, OverCapacity};
+use zajel_signal::protocol::codec::{Encoding, decode, encode};
+use zajel_signal::protocol::{RequestId, ServerMessage};
+use zajel_signal::push::PushReceiver;
+use zajel_signal::registry::Swept;
+use zajel_signal::session::{ServerIdentity, Session, Sessions};
+use zajel_signal::state::SharedState;
+use zajel_signal::{Config, ManualClock};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const PUBLIC_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8=";
+/// The key a web client links with.
+const WEB_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+/// The key the web client registered its own pairing code with (not the one it links with).
+const WEB_CODE_KEY: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+
+struct Fixture {
+    sessions: Sessions,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_config({
+            let mut config = Config::default();
+            config.identity.server_id = Some("srv".into());
+            config
+        })
+    }
+
+    fn with_config(config: Config) -> Self {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let state = SharedState::with_rng(
+            clock.clone(),
+            &config.rendezvous,
+            &config.pairing,
+            SmallRng::seed_from_u64(1),
+        );
+        let sessions = Sessions::new(
+            state,
+            Admissions::new(config.admission),
+            clock.clone(),
+            config.sessions,
+            ServerIdentity::from_config(&config.identity),
+        );
+        Self { sessions, clock }
+    }
+
+    fn open(&self) -> Peer {
+        let (session, pushes) = self.sessions.open(LOCALHOST).expect("admitted");
+        let mut peer = Peer { session, pushes };
+        assert_eq!(peer.next_push().unwrap()["type"], "server_info");
+        peer
+    }
+}
+
+struct Peer {
+    session: Session,
+    pushes: PushReceiver,
+}
+
+impl Peer {
+    /// Sends one JSON request and returns the reply as JSON, exactly as a WebSocket client would see it.
+    fn request(&self, message: Value) -> Value {
+        let reply = self
+            .session
+            .handle(decode(message.to_string().as_bytes(), Encoding::Json));
+        to_json(&reply.message, reply.request_id.as_ref())
+    }
+
+    fn next_push(&mut self) -> Option<Value> {
+        self.pushes
+            .try_recv()
+            .map(|message| to_json(&message, None))
+    }
+}
+
+fn to_json(message: &ServerMessage, request_id: Option<&RequestId>) -> Value {
+    serde_json::from_slice(&encode(message, request_id, Encoding::Json)).unwrap()
+}
+
+fn relay_ids(reply: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = reply["relays"]
+        .as_array()
+        .expect("a relay list")
+        .iter()
+        .map(|r| r["peerId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Two sessions with pairing codes, as the pairing tests need them.
+fn paired_fixture() -> (Fixture, Peer, Peer) {
+    let fixture = Fixture::new();
+    let alice = fixture.open();
+    let bob = fixture.open();
+    for (peer, code, key) in [(&alice, "ALCE22", PUBLIC_KEY), (&bob, "BBBBB2", OTHER_KEY)] {
+        let reply =
+            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
+        assert_eq!(reply["type"], "registered", "{reply}");
+    }
+    (fixture, alice, bob)
+}
+
+/// A phone (code PHNE33) and a web client (code WEBWEB) with their own keys.
+fn linking_fixture() -> (Fixture, Peer, Peer) {
+    let fixture = Fixture::new();
+    let phone = fixture.open();
+    let web = fixture.open();
+    for (peer, code, key) in [
+        (&phone, "PHNE33", PUBLIC_KEY),
+        (&web, "WEBWEB", WEB_CODE_KEY),
+    ] {
+        let reply =
+            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
+        assert_eq!(reply["type"], "registered", "{reply}");
+    }
+    (fixture, phone, web)
+}

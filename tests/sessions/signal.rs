@@ -1,0 +1,70 @@
+//! The forwarding family through the session layer: offers, answers, ICE candidates and calls.
+
+use super::*;
+
+#[test]
+fn signals_reach_the_target_code_unchanged_and_are_acknowledged() {
+    let fixture = Fixture::new();
+    let caller = fixture.open();
+    let mut callee = fixture.open();
+    caller.request(json!({"type": "register", "pairingCode": "CALLER", "publicKey": PUBLIC_KEY}));
+    callee.request(json!({"type": "register", "pairingCode": "CALLEE", "publicKey": PUBLIC_KEY}));
+    let payload = json!({"sdp": "v=0\r\n", "nested": [1, 2.5, null, {"k": "ü"}]});
+    let reply = caller.request(
+        json!({"type": "offer", "target": "CALLEE", "payload": payload,
+                                      "requestId": 3}),
+    );
+    assert_eq!(
+        reply,
+        json!({"type": "ack", "for": "offer", "requestId": 3})
+    );
+    assert_eq!(
+        callee.next_push(),
+        Some(json!({"type": "offer", "from": "CALLER", "payload": payload}))
+    );
+}
+
+#[test]
+fn signals_need_a_pairing_code_and_a_live_target_code() {
+    let fixture = Fixture::new();
+    let sender = fixture.open();
+    let relay = fixture.open();
+    relay.request(json!({"type": "register", "peerId": "RELAY2"}));
+    let offer = |target: &str| json!({"type": "offer", "target": target, "payload": {}});
+    assert_eq!(sender.request(offer("RELAY2"))["code"], "not_registered");
+    sender.request(json!({"type": "register", "pairingCode": "SENDER", "publicKey": PUBLIC_KEY}));
+    assert_eq!(sender.request(offer("NBDY23"))["code"], "peer_not_found");
+    assert_eq!(
+        sender.request(offer("RELAY2"))["code"],
+        "peer_not_found",
+        "a relay id is not a pairing code"
+    );
+    assert_eq!(sender.request(offer("bad code"))["code"], "invalid_message");
+    let reply = sender.request(json!({"type": "call_offer", "target": "SENDER",
+                                      "payload": {"callId": "nope", "sdp": "v=0"}}));
+    assert_eq!(reply["code"], "invalid_message");
+    assert!(reply["message"].as_str().unwrap().contains("callId"));
+}
+
+#[test]
+fn every_signal_type_is_forwarded() {
+    let (_fixture, alice, mut bob) = paired_fixture();
+    let call = "123e4567-e89b-42d3-a456-426614174000";
+    for (kind, payload) in [
+        ("offer", json!({"sdp": "o"})),
+        ("answer", json!({"sdp": "a"})),
+        ("ice_candidate", json!({"candidate": "c"})),
+        ("call_offer", json!({"callId": call, "sdp": "o"})),
+        ("call_answer", json!({"callId": call, "sdp": "a"})),
+        ("call_reject", json!({"callId": call})),
+        ("call_hangup", json!({"callId": call})),
+        ("call_ice", json!({"callId": call, "candidate": "c"})),
+    ] {
+        let reply = alice.request(json!({"type": kind, "target": "BBBBB2", "payload": payload}));
+        assert_eq!(reply, json!({"type": "ack", "for": kind}));
+        assert_eq!(
+            bob.next_push(),
+            Some(json!({"type": kind, "from": "ALCE22", "payload": payload}))
+        );
+    }
+}
