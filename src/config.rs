@@ -25,6 +25,10 @@ pub struct Config {
 
     #[command(flatten)]
     #[serde(flatten)]
+    pub storage: StorageConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
     pub listen: ListenConfig,
 
     #[command(flatten)]
@@ -54,6 +58,16 @@ pub struct Config {
     #[command(flatten)]
     #[serde(flatten)]
     pub pairing: PairingConfig,
+}
+
+/// What the server keeps across restarts.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Storage")]
+pub struct StorageConfig {
+    /// Directory for what survives a restart: the server's identity key and its development
+    /// certificate; created at start.
+    #[arg(long, env = "ZAJEL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
 /// Where the server listens.
@@ -97,8 +111,8 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
 #[command(next_help_heading = "Identity")]
 pub struct IdentityConfig {
-    /// This server's id in `server_info`, `registered` and /health [default: random zajel-xxxxxxxx at
-    /// start].
+    /// This server's id in `server_info`, `registered` and /health [default: `ed25519:` and the public
+    /// key of the identity key in the data directory].
     #[arg(long, env = "ZAJEL_SERVER_ID")]
     pub server_id: Option<String>,
 
@@ -267,6 +281,7 @@ macro_rules! default_from_flags {
 }
 
 default_from_flags!(
+    StorageConfig,
     ListenConfig,
     TlsConfig,
     IdentityConfig,
@@ -296,6 +311,22 @@ fn check(name: &'static str, ok: bool, reason: &str) -> Result<(), ConfigError> 
             reason: reason.to_owned(),
         })
     }
+}
+
+/// The error of a file whose values do not fit their settings, naming the first key at fault: sections
+/// are flattened, which loses the key in serde's own error.
+fn name_the_key(config: &Config, file: &toml::Table, err: toml::de::Error) -> String {
+    let Ok(current) = toml::Table::try_from(config) else {
+        return err.to_string();
+    };
+    for (key, value) in file {
+        let mut one = current.clone();
+        one.insert(key.clone(), value.clone());
+        if let Err(one_err) = one.try_into::<Config>() {
+            return format!("`{key}`: {}", one_err.message());
+        }
+    }
+    err.to_string()
 }
 
 /// Durations in seconds: at least one second, at most 30 days.
@@ -352,6 +383,7 @@ impl Config {
         // Sections are flattened, which serde cannot combine with `deny_unknown_fields`: the flags are
         // the list of known keys.
         let command = Self::command();
+        let file_keys = file.clone();
         for (key, value) in file {
             if key == "config" {
                 return Err(file_error("`config` cannot be set in the file".into()));
@@ -366,9 +398,10 @@ impl Config {
                 merged.insert(key, value);
             }
         }
-        let mut config: Self = merged
-            .try_into()
-            .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        let mut config: Self = match merged.clone().try_into() {
+            Ok(config) => config,
+            Err(err) => return Err(file_error(name_the_key(&self, &file_keys, err))),
+        };
         config.config = self.config;
         Ok(config)
     }
@@ -570,9 +603,20 @@ mod tests {
 
     #[test]
     fn unknown_or_mistyped_file_keys_are_errors() {
-        for text in ["no_such_setting = 1", "max_list_entries = \"many\""] {
+        for (text, key) in [
+            ("no_such_setting = 1", "no_such_setting"),
+            (
+                "region = \"eu\"\nmax_list_entries = \"many\"",
+                "max_list_entries",
+            ),
+        ] {
             let result = Config::default().overlay_file(text, Path::new("x.toml"), |_| true);
-            assert!(matches!(result, Err(ConfigError::File { .. })), "{text}");
+            match result {
+                Err(ConfigError::File { message, .. }) => {
+                    assert!(message.contains(key), "{text}: {message}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
         }
     }
 

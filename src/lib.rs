@@ -8,6 +8,8 @@
 pub mod admission;
 pub mod clock;
 pub mod config;
+pub mod data_dir;
+pub mod identity;
 pub mod protocol;
 pub mod push;
 pub mod rate;
@@ -33,7 +35,9 @@ pub use config::Config;
 use admission::Admissions;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use session::{ServerIdentity, Sessions};
+use data_dir::DataDir;
+use identity::{ServerIdentity, ServerKey};
+use session::Sessions;
 use state::SharedState;
 use tls::{CertificateSource, Certificates};
 use transport::TransportContext;
@@ -56,6 +60,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
 }
 
 /// A bound server, ready to run.
@@ -80,6 +88,7 @@ impl Server {
     ) -> Result<Self, StartError> {
         config.validate()?;
         let Config {
+            storage,
             listen,
             tls,
             identity,
@@ -90,7 +99,9 @@ impl Server {
             pairing,
             ..
         } = config;
-        let certificates = Certificates::load(CertificateSource::from_config(&tls))?;
+        let data_dir = DataDir::open(&storage.data_dir)?;
+        let server_key = ServerKey::load_or_create(&data_dir)?;
+        let certificates = Certificates::load(CertificateSource::from_config(&tls, &data_dir))?;
         let ws_tls = listen.ws_tls.then(|| {
             TlsAcceptor::from(Arc::new(certificates.server_config(false, &[b"http/1.1"])))
         });
@@ -105,13 +116,12 @@ impl Server {
                 addr: listen.quic_listen,
                 source,
             })?;
-        let state = SharedState::new(clock.clone(), &rendezvous, &pairing);
+        let state = SharedState::new(clock, &rendezvous, &pairing);
         let sessions = Sessions::new(
             state,
             Admissions::new(admission),
-            clock,
             sessions,
-            ServerIdentity::from_config(&identity),
+            ServerIdentity::new(&identity, &server_key),
         );
         let context = Arc::new(TransportContext {
             sessions,

@@ -59,9 +59,13 @@ async fn wait_for_signal() {
 }
 
 /// Every session holds a socket: allow as many open files as the hard limit permits.
+#[cfg(unix)]
 fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(open_files) => tracing::info!(open_files, "open-file limit"),
         Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
     }
 }
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}

@@ -17,6 +17,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsConfig;
+use crate::data_dir::{DataDir, DataDirError};
+
+/// The development certificate's file in the data directory.
+const KEPT_FILE: &str = "development-certificate.json";
 
 /// How long a development certificate is valid: under the 14 days browsers allow for pinned hashes.
 const DEVELOPMENT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
@@ -43,6 +47,8 @@ pub enum TlsError {
     UnusableKey(rustls::Error),
     #[error("cannot make a development certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("cannot keep the development certificate: {0}")]
+    Keep(#[from] DataDirError),
     #[error("cannot read the modification time of {path}: {source}")]
     Metadata {
         path: String,
@@ -56,30 +62,42 @@ pub enum CertificateSource {
     /// PEM files, reloaded when they change.
     Files { cert: PathBuf, key: PathBuf },
     /// A self-signed development certificate for these names (plus localhost, 127.0.0.1 and ::1),
-    /// renewed before it expires.
-    Development { hosts: Vec<String> },
+    /// renewed before it expires, and kept in a data directory (if given) so that a restart presents
+    /// the same one while it is valid: browsers pinned its hash.
+    Development {
+        hosts: Vec<String>,
+        kept_in: Option<DataDir>,
+    },
 }
 
 const DEFAULT_CERT: &str = "certs/cert.pem";
 const DEFAULT_KEY: &str = "certs/key.pem";
 
 impl CertificateSource {
-    /// The configured PEM files, the default ones if both are present, or a development certificate.
-    pub fn from_config(config: &TlsConfig) -> Self {
+    /// The configured PEM files, the default ones if both are present, or a development certificate
+    /// kept in `data_dir`.
+    ///
+    /// # Panics
+    /// With only one of `tls_cert` and `tls_key`, which [`crate::Config::validate`] refuses.
+    pub fn from_config(config: &TlsConfig, data_dir: &DataDir) -> Self {
         match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Self::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             },
-            _ => {
+            (None, None) => {
                 let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
                 if cert.exists() && key.exists() {
                     Self::Files { cert, key }
                 } else {
                     Self::Development {
                         hosts: config.cert_hosts.clone(),
+                        kept_in: Some(data_dir.clone()),
                     }
                 }
+            }
+            _ => {
+                unreachable!("a validated configuration has both tls_cert and tls_key, or neither")
             }
         }
     }
@@ -113,7 +131,9 @@ impl Certificates {
     pub fn load(source: CertificateSource) -> Result<Arc<Self>, TlsError> {
         let current = match &source {
             CertificateSource::Files { cert, key } => read_files(cert, key)?,
-            CertificateSource::Development { hosts } => make_development(hosts, SystemTime::now())?,
+            CertificateSource::Development { hosts, kept_in } => {
+                development(hosts, kept_in.as_ref(), SystemTime::now())?
+            }
         };
         Ok(Arc::new(Self {
             source,
@@ -139,7 +159,7 @@ impl Certificates {
     /// files whose modification time changed. Returns whether it was replaced.
     pub fn refresh(&self, now: SystemTime) -> Result<bool, TlsError> {
         let replacement = match &self.source {
-            CertificateSource::Development { hosts } => {
+            CertificateSource::Development { hosts, kept_in } => {
                 let due = self
                     .read()
                     .not_after
@@ -147,7 +167,7 @@ impl Certificates {
                 if !due {
                     return Ok(false);
                 }
-                make_development(hosts, now)?
+                development(hosts, kept_in.as_ref(), now)?
             }
             CertificateSource::Files { cert, key } => {
                 if self.read().modified == Some(modification_times(cert, key)?) {
@@ -243,23 +263,81 @@ fn modification_times(cert: &Path, key: &Path) -> Result<(SystemTime, SystemTime
     Ok((modified(cert)?, modified(key)?))
 }
 
-fn make_development(hosts: &[String], now: SystemTime) -> Result<Current, TlsError> {
+/// A development certificate as kept in the data directory.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KeptCertificate {
+    names: Vec<String>,
+    /// Seconds since the Unix epoch.
+    not_after: u64,
+    certificate_pem: String,
+    key_pem: String,
+}
+
+/// The kept development certificate if it is for these names and not yet due for renewal at `now`;
+/// otherwise a new one, kept in its place.
+fn development(
+    hosts: &[String],
+    kept_in: Option<&DataDir>,
+    now: SystemTime,
+) -> Result<Current, TlsError> {
+    let names = development_names(hosts);
+    if let Some(current) = kept_in.and_then(|dir| reuse_kept(dir, &names, now)) {
+        return Ok(current);
+    }
+    let (current, kept) = make_development(names, now)?;
+    if let Some(dir) = kept_in {
+        let json = serde_json::to_vec(&kept).expect("a kept certificate serializes");
+        dir.write(KEPT_FILE, &json)?;
+    }
+    Ok(current)
+}
+
+fn reuse_kept(dir: &DataDir, names: &[String], now: SystemTime) -> Option<Current> {
+    let kept: KeptCertificate = serde_json::from_slice(&dir.read(KEPT_FILE).ok()??).ok()?;
+    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(kept.not_after);
+    if kept.names != names || now + RENEW_BEFORE >= not_after {
+        return None;
+    }
+    let chain = CertificateDer::pem_slice_iter(kept.certificate_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_slice(kept.key_pem.as_bytes()).ok()?;
+    let mut current = certified_key(chain, &key).ok()?;
+    current.not_after = Some(not_after);
+    Some(current)
+}
+
+/// localhost, 127.0.0.1, ::1, then the configured hosts.
+fn development_names(hosts: &[String]) -> Vec<String> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    names.extend(
-        hosts
-            .iter()
-            .filter(|host| !names.contains(host))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    for host in hosts {
+        if !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    names
+}
+
+fn make_development(
+    names: Vec<String>,
+    now: SystemTime,
+) -> Result<(Current, KeptCertificate), TlsError> {
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = rcgen::CertificateParams::new(names)?;
+    let mut params = rcgen::CertificateParams::new(names.clone())?;
     let not_before = now - BACKDATE;
     let not_after = not_before + DEVELOPMENT_VALIDITY;
+    // Whole seconds, so that the kept time is the certificate's own.
+    let not_after = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        );
     params.not_before = time::OffsetDateTime::from(not_before);
     params.not_after = time::OffsetDateTime::from(not_after);
     params.distinguished_name.push(
@@ -270,7 +348,16 @@ fn make_development(hosts: &[String], now: SystemTime) -> Result<Current, TlsErr
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
     let mut current = certified_key(vec![certificate.der().clone()], &key)?;
     current.not_after = Some(not_after);
-    Ok(current)
+    let kept = KeptCertificate {
+        names,
+        not_after: not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        certificate_pem: certificate.pem(),
+        key_pem: key_pair.serialize_pem(),
+    };
+    Ok((current, kept))
 }
 
 #[cfg(test)]
@@ -280,7 +367,8 @@ mod tests {
     #[test]
     fn development_certificates_suit_browsers() {
         let now = SystemTime::now();
-        let current = make_development(&["signal.example".into()], now).unwrap();
+        let (current, _) =
+            make_development(development_names(&["signal.example".into()]), now).unwrap();
         let valid_for = current
             .not_after
             .unwrap()
@@ -298,8 +386,11 @@ mod tests {
 
     #[test]
     fn development_certificates_are_renewed_before_they_expire() {
-        let certificates =
-            Certificates::load(CertificateSource::Development { hosts: vec![] }).unwrap();
+        let certificates = Certificates::load(CertificateSource::Development {
+            hosts: vec![],
+            kept_in: None,
+        })
+        .unwrap();
         let first = certificates.sha256();
         let now = SystemTime::now();
         assert!(!certificates.refresh(now).unwrap());
@@ -315,6 +406,31 @@ mod tests {
                 .unwrap()
         );
         assert_ne!(certificates.sha256(), first);
+    }
+
+    #[test]
+    fn a_kept_development_certificate_is_presented_again_after_a_restart() {
+        let root = std::env::temp_dir().join(format!("zajel-tls-kept-{}", std::process::id()));
+        let dir = DataDir::open(&root).unwrap();
+        let source = |hosts: &[&str]| CertificateSource::Development {
+            hosts: hosts.iter().map(|host| host.to_string()).collect(),
+            kept_in: Some(dir.clone()),
+        };
+        let first = Certificates::load(source(&["a.example"])).unwrap();
+        let restarted = Certificates::load(source(&["a.example"])).unwrap();
+        assert_eq!(restarted.sha256(), first.sha256());
+        let other_names = Certificates::load(source(&["b.example"])).unwrap();
+        assert_ne!(
+            other_names.sha256(),
+            first.sha256(),
+            "made for the new names"
+        );
+        // Renewal keeps the new certificate too.
+        let renewal = SystemTime::now() + Duration::from_secs(11 * 24 * 3600);
+        assert!(other_names.refresh(renewal).unwrap());
+        let restarted = Certificates::load(source(&["b.example"])).unwrap();
+        assert_eq!(restarted.sha256(), other_names.sha256());
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, spawn_server_binary};
+use common::{Client, TestServer, spawn_server_binary, test_config};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -64,4 +64,29 @@ async fn a_bad_setting_stops_the_binary_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max_message_size"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_restarted_server_keeps_its_id_and_its_development_certificate() {
+    let data_dir = std::env::temp_dir().join(format!("zajel-restart-test-{}", std::process::id()));
+    let mut config = test_config();
+    config.identity.server_id = None;
+    config.storage.data_dir = data_dir.clone();
+    let first = TestServer::start_with(config.clone()).await;
+    let (server_id, hash) = seen(&first).await;
+    first.stop().await;
+    assert!(server_id.starts_with("ed25519:"), "{server_id}");
+    let restarted = TestServer::start_with(config).await;
+    assert_eq!(seen(&restarted).await, (server_id, hash));
+    restarted.stop().await;
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
+/// The server id a client is told, and the certificate hash a browser pins.
+async fn seen(server: &TestServer) -> (String, [u8; 32]) {
+    let server_info = Client::connect_raw(server.addr).await.recv_text().await;
+    (
+        server_info["serverId"].as_str().unwrap().to_owned(),
+        server.certificates.sha256(),
+    )
 }

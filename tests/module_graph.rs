@@ -4,7 +4,7 @@
 //!   `foo/bar.rs` is `crate::foo::bar`. `main.rs` (the binary) is not part of the graph.
 //! - A module depends on another when its source mentions a path starting with `crate::`,
 //!   `super::` or `self::`, in a `use` statement (grouped and multi-line forms included) or in code
-//!   such as `crate::protocol::RequestError::Invalid(..)`. `use foo::..` counts as `self::foo::..`
+//!   such as `crate::protocol::ErrorCode::Malformed`. `use foo::..` counts as `self::foo::..`
 //!   when `foo` is declared by `mod foo;` in the same file. Comments and literals are skipped, and
 //!   so is everything from a line `#[cfg(test)]` followed by a `mod ` line: test modules are
 //!   assumed to come last in their file.

@@ -15,12 +15,6 @@ pub struct DeadlineKey {
     sequence: u64,
 }
 
-impl DeadlineKey {
-    pub fn due(self) -> Millis {
-        self.due
-    }
-}
-
 #[derive(Debug)]
 pub struct Deadlines<T> {
     items: BTreeMap<DeadlineKey, T>,
@@ -100,7 +94,7 @@ mod tests {
         let removed = deadlines.insert(5, 'r');
         assert_eq!(deadlines.remove(removed), Some('r'));
         assert_eq!(deadlines.remove(removed), None);
-        assert_eq!(kept.due(), 5);
+        assert_eq!(kept.due, 5);
         assert_eq!(deadlines.pop_due(5), Some('k'));
         assert_eq!(deadlines.pop_due(5), None);
     }

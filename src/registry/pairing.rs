@@ -3,7 +3,7 @@
 //!
 //! A request waits for the target's answer for a fixed time; for pairing, a warning is due some time
 //! before the end.
-//! Both timers live in one index ordered by due time, driven by the clock like the rest of the
+//! Every timer (warning, expiry, link expiry) lives in one index ordered by due time, driven by the clock like the rest of the
 //! registries: whoever calls `due_events` with the current time gets what fell due, and nothing is
 //! scheduled per request.
 

@@ -21,7 +21,8 @@ use tracing::debug;
 
 use crate::admission::{Admission, Admissions, OverCapacity, SessionId};
 use crate::clock::Clock;
-use crate::config::{IdentityConfig, SessionConfig};
+use crate::config::SessionConfig;
+use crate::identity::ServerIdentity;
 use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
 use crate::push::{PushReceiver, push_queue};
 use crate::rate::{RateLimit, TokenBucket};
@@ -29,35 +30,12 @@ use crate::state::{Recipient, SessionNames, SharedState};
 use fields::RequestError;
 use request::Request;
 
-/// How this server introduces itself: in `server_info`, `registered` and /health.
-#[derive(Clone, Debug)]
-pub struct ServerIdentity {
-    pub server_id: Arc<str>,
-    pub endpoint: Option<Arc<str>>,
-    pub region: Option<Arc<str>>,
-}
-
-impl ServerIdentity {
-    /// The configured identity; without a configured id, a random one.
-    pub fn from_config(config: &IdentityConfig) -> Self {
-        let server_id = config
-            .server_id
-            .clone()
-            .unwrap_or_else(|| format!("zajel-{:08x}", rand::random::<u32>()));
-        Self {
-            server_id: server_id.into(),
-            endpoint: config.endpoint.as_deref().map(Arc::from),
-            region: config.region.as_deref().map(Arc::from),
-        }
-    }
-}
-
 /// Opens sessions: what every session of this server shares (the state, the admission counts, the clock,
 /// the session settings and the server's identity). Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Sessions(Arc<Shared>);
+pub struct Sessions(Arc<SessionsInner>);
 
-struct Shared {
+struct SessionsInner {
     state: SharedState,
     admissions: Admissions,
     clock: Arc<dyn Clock>,
@@ -65,9 +43,9 @@ struct Shared {
     identity: ServerIdentity,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for SessionsInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("SessionsInner")
             .field("server_id", &self.identity.server_id)
             .finish_non_exhaustive()
     }
@@ -77,14 +55,13 @@ impl Sessions {
     pub fn new(
         state: SharedState,
         admissions: Admissions,
-        clock: Arc<dyn Clock>,
         config: SessionConfig,
         identity: ServerIdentity,
     ) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(SessionsInner {
+            clock: state.clock().clone(),
             state,
             admissions,
-            clock,
             config,
             identity,
         }))
@@ -230,7 +207,7 @@ fn own_pairing_code(names: &SessionNames) -> Result<Name, Failure> {
 
 #[derive(Debug)]
 pub struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<SessionsInner>,
     recipient: Recipient,
     /// The session's place within the session limits, given back when the session is dropped.
     _admission: Admission,

@@ -1,5 +1,6 @@
 //! The pairing family: `register {pairingCode, publicKey}`, then `pair_request` and `pair_response`
-//! between pairing codes, and the pushes their timers make (`pair_expiring`, `pair_timeout`).
+//! between pairing codes. The pushes their timers make (`pair_expiring`, `pair_timeout`) are delivered by
+//! the shared state (`state/pairing.rs`).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

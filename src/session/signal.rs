@@ -123,7 +123,9 @@ impl Session {
     /// payload unchanged. Pushes from one session to one target keep their order: both go through the
     /// target's one push queue, in the order this session handled them.
     pub(super) fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
-        let from = own_pairing_code(&self.names())?;
+        // Held until the push is queued, so that `from` is a code the session still holds.
+        let names = self.names();
+        let from = own_pairing_code(&names)?;
         let forwarded = ServerMessage::Forwarded(Forwarded {
             kind: signal.kind.as_str(),
             from,

@@ -129,6 +129,11 @@ impl SharedState {
         }))
     }
 
+    /// The clock the registries run on; sessions read it too, so that rates and TTLs agree.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
     fn now(&self) -> Millis {
         self.0.clock.now()
     }

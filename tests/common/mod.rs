@@ -25,7 +25,13 @@ pub fn test_config() -> Config {
     config.listen.ws_listen = "127.0.0.1:0".parse().unwrap();
     config.listen.quic_listen = "127.0.0.1:0".parse().unwrap();
     config.identity.server_id = Some("test-server".into());
+    config.storage.data_dir = test_data_dir();
     config
+}
+
+/// One data directory for the servers of this test process, outside the checkout.
+pub fn test_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("zajel-test-data-{}", std::process::id()))
 }
 
 pub struct TestServer {
@@ -251,6 +257,7 @@ pub async fn spawn_server_binary(
     }
     let mut child = command
         .args(args)
+        .env("ZAJEL_DATA_DIR", test_data_dir())
         .envs(envs.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())

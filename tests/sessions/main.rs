@@ -17,11 +17,12 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
 use zajel_signal::admission::{Admissions, OverCapacity};
+use zajel_signal::identity::ServerIdentity;
 use zajel_signal::protocol::codec::{Encoding, decode, encode};
 use zajel_signal::protocol::{RequestId, ServerMessage};
 use zajel_signal::push::PushReceiver;
 use zajel_signal::registry::Swept;
-use zajel_signal::session::{ServerIdentity, Session, Sessions};
+use zajel_signal::session::{Session, Sessions};
 use zajel_signal::state::SharedState;
 use zajel_signal::{Config, ManualClock};
 
@@ -58,9 +59,12 @@ impl Fixture {
         let sessions = Sessions::new(
             state,
             Admissions::new(config.admission),
-            clock.clone(),
             config.sessions,
-            ServerIdentity::from_config(&config.identity),
+            ServerIdentity {
+                server_id: config.identity.server_id.as_deref().unwrap_or("srv").into(),
+                endpoint: None,
+                region: None,
+            },
         );
         Self { sessions, clock }
     }
