@@ -195,8 +195,9 @@ impl Server {
         context.tasks.spawn(every(
             PAIRING_TICK,
             context.shutdown.clone(),
+            // A failed run is logged by the state; the next tick tries again.
             async move || {
-                state.run_pairing_timers();
+                let _ = state.run_pairing_timers().await;
             },
         ));
         context.tasks.spawn(every(
@@ -247,13 +248,12 @@ fn refresh_certificates(certificates: &Certificates) {
 /// Removes every expired rendezvous entry, in small batches, letting sessions run between them.
 async fn sweep_expired(state: &SharedState) {
     let mut removed = 0;
-    loop {
-        let swept = state.sweep_expired_batch();
+    // One batch per operation: sessions' operations run between batches.
+    while let Ok(swept) = state.sweep_expired_batch().await {
         removed += swept.removed;
         if swept.done {
             break;
         }
-        tokio::task::yield_now().await;
     }
     if removed > 0 {
         tracing::debug!(removed, "swept expired rendezvous entries");

@@ -212,4 +212,5 @@ pub enum ErrorCode {
     RateLimited,
     PeerIdTaken,
     OverCapacity,
+    Internal,
 }

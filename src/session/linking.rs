@@ -77,8 +77,11 @@ impl LinkResponse {
 
 impl Session {
     /// From the web client: asks the phone holding `linkCode` to link it.
-    pub(super) fn link_request(&self, request: LinkRequest) -> Result<ServerMessage, Failure> {
-        let names = self.names();
+    pub(super) async fn link_request(
+        &self,
+        request: LinkRequest,
+    ) -> Result<ServerMessage, Failure> {
+        let names = self.names().await;
         let web_client = own_pairing_code(&names)?;
         let phone = request
             .link_code
@@ -90,6 +93,7 @@ impl Session {
         };
         self.state()
             .request_link(phone.name(), link)
+            .await?
             .map_err(|_| Failure::LinkError(LINK_REQUEST_REFUSED))?;
         Ok(ServerMessage::Ack {
             request_type: "link_request",
@@ -97,8 +101,11 @@ impl Session {
     }
 
     /// From the phone, which must own `linkCode`: accepts or refuses the pending link request.
-    pub(super) fn link_response(&self, response: LinkResponse) -> Result<ServerMessage, Failure> {
-        let names = self.names();
+    pub(super) async fn link_response(
+        &self,
+        response: LinkResponse,
+    ) -> Result<ServerMessage, Failure> {
+        let names = self.names().await;
         let phone = response.link_code.name();
         if names.pairing_code.as_ref() != Some(phone) {
             return Err(Failure::Request(invalid(
@@ -108,6 +115,7 @@ impl Session {
         let answer = self
             .state()
             .answer_link(phone, response.accepted, response.device_id)
+            .await?
             .map_err(|err| match err {
                 LinkAnswerError::NoPendingLink => Failure::LinkError(NO_PENDING_LINK),
                 LinkAnswerError::PhoneNotRegistered => Failure::NotRegistered,

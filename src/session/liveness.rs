@@ -27,9 +27,9 @@ impl Heartbeat {
 }
 
 impl Session {
-    pub(super) fn heartbeat(&self, heartbeat: Heartbeat) -> Result<ServerMessage, Failure> {
+    pub(super) async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<ServerMessage, Failure> {
         if let Some(peer_id) = heartbeat.peer_id {
-            check_acts_as(&self.names(), peer_id.as_str())?;
+            check_acts_as(&*self.names().await, peer_id.as_str())?;
         }
         Ok(ServerMessage::HeartbeatAck {
             timestamp: self.shared.clock.wall_time(),

@@ -17,6 +17,8 @@ mod signal;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+
 use tracing::debug;
 
 use crate::admission::{Admission, Admissions, OverCapacity, SessionId};
@@ -26,7 +28,7 @@ use crate::identity::ServerIdentity;
 use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
 use crate::push::{PushReceiver, push_queue};
 use crate::rate::{RateLimit, TokenBucket};
-use crate::state::{Recipient, SessionNames, SharedState};
+use crate::state::{Recipient, SessionNames, SharedState, StateFailed};
 use fields::RequestError;
 use request::Request;
 
@@ -109,7 +111,7 @@ impl Sessions {
                 pushes,
             },
             _admission: admission,
-            names: Mutex::new(SessionNames::default()),
+            names: AsyncMutex::new(SessionNames::default()),
             buckets: Mutex::new(Buckets {
                 messages: TokenBucket::new(
                     RateLimit {
@@ -166,6 +168,14 @@ pub enum Failure {
     LinkError(&'static str),
     #[error("over the message rate; this message was dropped")]
     RateLimited,
+    #[error("the server failed to handle this request")]
+    Internal,
+}
+
+impl From<StateFailed> for Failure {
+    fn from(_: StateFailed) -> Self {
+        Self::Internal
+    }
 }
 
 impl Failure {
@@ -180,6 +190,7 @@ impl Failure {
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
             Self::RegistryFull => ErrorCode::OverCapacity,
+            Self::Internal => ErrorCode::Internal,
             Self::CodeCollision => {
                 return ServerMessage::CodeCollision {
                     message: "Pairing code already in use",
@@ -211,7 +222,9 @@ pub struct Session {
     recipient: Recipient,
     /// The session's place within the session limits, given back when the session is dropped.
     _admission: Admission,
-    names: Mutex<SessionNames>,
+    /// Held across the state operation of a request that binds a name, so that a session's bindings
+    /// happen one at a time (QUIC clients send requests on concurrent streams).
+    names: AsyncMutex<SessionNames>,
     buckets: Mutex<Buckets>,
 }
 
@@ -228,7 +241,7 @@ impl Session {
     }
 
     /// Answers one decoded message. Never fails: every problem becomes an error reply.
-    pub fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
+    pub async fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
         let now = self.shared.clock.now();
         if !self.buckets().messages.try_take(now) {
             let request_id = match &decoded {
@@ -246,7 +259,11 @@ impl Session {
                 let request_id = envelope.request_id.clone();
                 let outcome = Request::parse(envelope, &self.shared.config)
                     .map_err(Failure::from)
-                    .and_then(|request| self.dispatch(request));
+                    .map(|request| self.dispatch(request));
+                let outcome = match outcome {
+                    Ok(dispatched) => dispatched.await,
+                    Err(failure) => Err(failure),
+                };
                 (request_id, outcome)
             }
         };
@@ -256,16 +273,16 @@ impl Session {
         }
     }
 
-    fn dispatch(&self, request: Request) -> Result<ServerMessage, Failure> {
+    async fn dispatch(&self, request: Request) -> Result<ServerMessage, Failure> {
         match request {
             Request::Ping => Ok(ServerMessage::Pong),
-            Request::Heartbeat(heartbeat) => self.heartbeat(heartbeat),
-            Request::RegisterCode(register) => self.register_code(register),
-            Request::RegisterRelay(register) => self.register_relay(register),
-            Request::UpdateLoad(update) => self.update_load(update),
-            Request::GetRelays(get) => self.get_relays(get),
-            Request::RegisterRendezvous(register) => self.register_rendezvous(register),
-            Request::Signal(signal) => self.forward(signal),
+            Request::Heartbeat(heartbeat) => self.heartbeat(heartbeat).await,
+            Request::RegisterCode(register) => self.register_code(register).await,
+            Request::RegisterRelay(register) => self.register_relay(register).await,
+            Request::UpdateLoad(update) => self.update_load(update).await,
+            Request::GetRelays(get) => self.get_relays(get).await,
+            Request::RegisterRendezvous(register) => self.register_rendezvous(register).await,
+            Request::Signal(signal) => self.forward(signal).await,
             Request::PairRequest(pair_request) => {
                 if !self
                     .buckets()
@@ -274,11 +291,11 @@ impl Session {
                 {
                     return Err(Failure::RateLimited);
                 }
-                self.pair_request(pair_request)
+                self.pair_request(pair_request).await
             }
-            Request::PairResponse(response) => self.pair_response(response),
-            Request::LinkRequest(link_request) => self.link_request(link_request),
-            Request::LinkResponse(response) => self.link_response(response),
+            Request::PairResponse(response) => self.pair_response(response).await,
+            Request::LinkRequest(link_request) => self.link_request(link_request).await,
+            Request::LinkResponse(response) => self.link_response(response).await,
         }
     }
 
@@ -290,17 +307,17 @@ impl Session {
         self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session's names. Held while a request binds one, so that a session's requests bind in turn.
-    fn names(&self) -> MutexGuard<'_, SessionNames> {
-        self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The session's names.
+    async fn names(&self) -> AsyncMutexGuard<'_, SessionNames> {
+        self.names.lock().await
     }
 }
 
 impl Drop for Session {
     /// Gives the session's names back, with what they held (see [`SharedState::release_session`]).
     fn drop(&mut self) {
-        let names = std::mem::take(self.names.get_mut().unwrap_or_else(PoisonError::into_inner));
-        self.state().release_session(self.id(), &names);
+        let names = std::mem::take(self.names.get_mut());
+        self.state().release_session(self.id(), names);
         debug!(session = self.id(), "session closed");
     }
 }

@@ -92,11 +92,15 @@ impl PairResponse {
 
 impl Session {
     /// Binds a pairing code, replacing (and freeing) the session's earlier one.
-    pub(super) fn register_code(&self, register: RegisterCode) -> Result<ServerMessage, Failure> {
+    pub(super) async fn register_code(
+        &self,
+        register: RegisterCode,
+    ) -> Result<ServerMessage, Failure> {
         let code = register.pairing_code.name().clone();
-        let mut names = self.names();
+        let mut names = self.names().await;
         self.state()
             .bind_code(&self.recipient, &names, &code, register.public_key)
+            .await?
             .map_err(|_| Failure::CodeCollision)?;
         names.pairing_code = Some(code.clone());
         Ok(ServerMessage::RegisteredCode {
@@ -105,14 +109,18 @@ impl Session {
         })
     }
 
-    pub(super) fn pair_request(&self, request: PairRequest) -> Result<ServerMessage, Failure> {
-        let names = self.names();
+    pub(super) async fn pair_request(
+        &self,
+        request: PairRequest,
+    ) -> Result<ServerMessage, Failure> {
+        let names = self.names().await;
         let requester = own_pairing_code(&names)?;
         let target = request
             .target_code
             .ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
         self.state()
             .request_pairing(&requester, target.name(), request.proposed_name)
+            .await?
             .map_err(|_| Failure::PairError(PAIR_REQUEST_REFUSED))?;
         Ok(ServerMessage::Ack {
             request_type: "pair_request",
@@ -120,8 +128,11 @@ impl Session {
     }
 
     /// Answers a pending request from the requester to this session's code.
-    pub(super) fn pair_response(&self, response: PairResponse) -> Result<ServerMessage, Failure> {
-        let names = self.names();
+    pub(super) async fn pair_response(
+        &self,
+        response: PairResponse,
+    ) -> Result<ServerMessage, Failure> {
+        let names = self.names().await;
         let responder = own_pairing_code(&names)?;
         let requester = response
             .target_code
@@ -130,6 +141,7 @@ impl Session {
         match self
             .state()
             .answer_pairing(&responder, requester, response.accepted)
+            .await?
             .map_err(|_| Failure::PairError(NO_PENDING_REQUEST))?
         {
             Answer::Rejected => Ok(ServerMessage::Ack {

@@ -124,13 +124,16 @@ fn clamp_count(count: &serde_json::Number) -> Result<usize, RequestError> {
 }
 
 impl Session {
-    pub(super) fn register_relay(&self, register: RegisterRelay) -> Result<ServerMessage, Failure> {
+    pub(super) async fn register_relay(
+        &self,
+        register: RegisterRelay,
+    ) -> Result<ServerMessage, Failure> {
         let RegisterRelay {
             peer_id,
             max_connections,
             public_key,
         } = register;
-        let mut names = self.names();
+        let mut names = self.names().await;
         if names
             .relay_id
             .as_ref()
@@ -147,6 +150,7 @@ impl Session {
                 public_key.map(RelayKey::into_shared),
                 RELAYS_IN_REGISTERED,
             )
+            .await?
             .map_err(|_| Failure::PeerIdTaken)?;
         names.relay_id = Some(peer_id.clone());
         names.relay_listed = true;
@@ -157,17 +161,17 @@ impl Session {
         })
     }
 
-    pub(super) fn update_load(&self, update: UpdateLoad) -> Result<ServerMessage, Failure> {
+    pub(super) async fn update_load(&self, update: UpdateLoad) -> Result<ServerMessage, Failure> {
         let UpdateLoad {
             peer_id,
             connected_count,
         } = update;
-        let names = self.names();
+        let names = self.names().await;
         check_acts_as(&names, peer_id.as_str())?;
         if !names.relay_listed || names.relay_id.as_ref() != Some(&peer_id) {
             return Err(Failure::NotRegistered);
         }
-        self.state().update_load(&peer_id, connected_count);
+        self.state().update_load(&peer_id, connected_count).await?;
         Ok(ServerMessage::LoadUpdated {
             peer_id,
             connected_count,
@@ -175,10 +179,10 @@ impl Session {
     }
 
     /// Read-only, so an unbound session may ask too; `peerId` is then only the peer to leave out.
-    pub(super) fn get_relays(&self, get: GetRelays) -> Result<ServerMessage, Failure> {
-        check_acts_as(&self.names(), get.peer_id.as_str())?;
+    pub(super) async fn get_relays(&self, get: GetRelays) -> Result<ServerMessage, Failure> {
+        check_acts_as(&*self.names().await, get.peer_id.as_str())?;
         Ok(ServerMessage::Relays {
-            relays: self.state().list_relays(&get.peer_id, get.count),
+            relays: self.state().list_relays(&get.peer_id, get.count).await?,
         })
     }
 }

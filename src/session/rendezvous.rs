@@ -10,17 +10,10 @@ use super::fields::{RequestError, fields_of, invalid};
 use super::{Failure, Session, check_acts_as};
 use crate::config::SessionConfig;
 use crate::protocol::{Name, ServerMessage};
-use crate::registry::Registration;
-use crate::state::RendezvousRefused;
+use crate::state::{RendezvousRefused, RendezvousRegistration};
 
 #[derive(Debug, PartialEq)]
-pub struct RegisterRendezvous {
-    peer_id: Name,
-    relay_id: Arc<str>,
-    /// Each daily point with the dead drop to leave there, if any.
-    daily_points: Vec<(Name, Option<Arc<str>>)>,
-    hourly_tokens: Vec<Name>,
-}
+pub struct RegisterRendezvous(RendezvousRegistration);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,40 +92,36 @@ impl RegisterRendezvous {
                 Arc::from(name.as_str())
             }
         };
-        Ok(Self {
+        Ok(Self(RendezvousRegistration {
             peer_id: fields.peer_id,
             relay_id,
             daily_points,
             hourly_tokens,
-        })
+        }))
     }
 }
 
 impl Session {
-    pub(super) fn register_rendezvous(
+    pub(super) async fn register_rendezvous(
         &self,
-        request: RegisterRendezvous,
+        RegisterRendezvous(registration): RegisterRendezvous,
     ) -> Result<ServerMessage, Failure> {
-        let mut names = self.names();
+        let mut names = self.names().await;
         let bound = names.is_bound();
         if bound {
-            check_acts_as(&names, request.peer_id.as_str())?;
+            check_acts_as(&names, registration.peer_id.as_str())?;
         }
-        let registration = Registration {
-            peer_id: &request.peer_id,
-            relay_id: &request.relay_id,
-            daily_points: &request.daily_points,
-            hourly_tokens: &request.hourly_tokens,
-        };
+        let peer_id = registration.peer_id.clone();
         let found = self
             .state()
-            .register_rendezvous(&self.recipient, !bound, &registration)
+            .register_rendezvous(&self.recipient, !bound, registration)
+            .await?
             .map_err(|refused| match refused {
                 RendezvousRefused::Full => Failure::RegistryFull,
                 RendezvousRefused::PeerIdTaken => Failure::PeerIdTaken,
             })?;
         if !bound {
-            names.relay_id = Some(request.peer_id);
+            names.relay_id = Some(peer_id);
         }
         Ok(ServerMessage::RendezvousResult {
             live_matches: found.live_matches,
@@ -143,12 +132,13 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use super::RegisterRendezvous;
     use crate::session::request::Request;
     use crate::session::request::tests::{invalid_message, parse};
 
     #[test]
     fn rendezvous_per_point_drops_win_over_the_legacy_drop() {
-        let Request::RegisterRendezvous(request) = parse(
+        let Request::RegisterRendezvous(RegisterRendezvous(request)) = parse(
             r#"{"type":"register_rendezvous","peer_id":"me","daily_points":["a","b","c"],
                 "dead_drop":"legacy","dead_drops":{"b":"for-b","zz":"ignored","c":""}}"#,
         )

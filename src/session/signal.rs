@@ -122,16 +122,20 @@ impl Session {
     /// Pushes the signal to the session holding the target code, as `{type, from, payload}` with the
     /// payload unchanged. Pushes from one session to one target keep their order: both go through the
     /// target's one push queue, in the order this session handled them.
-    pub(super) fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
+    pub(super) async fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
         // Held until the push is queued, so that `from` is a code the session still holds.
-        let names = self.names();
+        let names = self.names().await;
         let from = own_pairing_code(&names)?;
         let forwarded = ServerMessage::Forwarded(Forwarded {
             kind: signal.kind.as_str(),
             from,
             payload: signal.payload,
         });
-        if !self.state().push_to_code(signal.target.name(), forwarded) {
+        if !self
+            .state()
+            .push_to_code(signal.target.name(), forwarded)
+            .await?
+        {
             return Err(Failure::PeerNotFound);
         }
         Ok(ServerMessage::Ack {

@@ -1,20 +1,24 @@
 //! The state every session shares: which session owns which name, the relay and rendezvous registries and
 //! the pending pairing and link requests, behind operations named for what a session does.
 //!
-//! Every operation is one call that takes the lock once, does a bounded amount of work and releases it;
-//! nothing outside this module sees the lock. Operations that span names and registries (bind a name and
-//! list it, match a token and push to its owner) are therefore atomic. This interface is also where a
-//! second, shared backend goes.
+//! The registries belong to one thread of their own, which runs the operations one at a time, each a
+//! bounded amount of work; sessions send it operations and await the answers. So no async worker thread
+//! ever waits for the registries (a session waiting for its answer yields), operations that span names
+//! and registries (bind a name and list it, match a token and push to its owner) are atomic, and nothing
+//! outside this module can hold the state. This interface is also where a second, shared backend goes.
 
 mod owners;
 mod pairing;
 mod relays;
 mod rendezvous;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::SessionId;
 use crate::clock::{Clock, Millis};
@@ -27,7 +31,7 @@ use owners::{NameOwners, Role};
 
 pub use owners::Taken as NameTaken;
 pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
-pub use rendezvous::RendezvousRefused;
+pub use rendezvous::{RendezvousRefused, RendezvousRegistration};
 
 /// Where pushes for a session go: its number and its queue.
 #[derive(Clone, Debug)]
@@ -74,17 +78,33 @@ pub struct StateCounts {
     pub rendezvous_entries: usize,
 }
 
-/// A cheap, cloneable handle to the shared state.
+/// The state could not run an operation: a bug made it fail. The session is told `internal`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the shared state could not run this operation")]
+pub struct StateFailed;
+
+/// An operation, run on the state's thread with the registries and the time it runs at.
+type Operation = Box<dyn FnOnce(&mut Registries, Millis) + Send>;
+
+/// A cheap, cloneable handle to the shared state. The state's thread ends when the last handle goes.
 #[derive(Clone)]
 pub struct SharedState(Arc<Inner>);
 
 struct Inner {
     clock: Arc<dyn Clock>,
-    max_rendezvous_entries: usize,
-    registries: Mutex<Registries>,
+    operations: mpsc::UnboundedSender<Operation>,
+    counts: Arc<LiveCounts>,
 }
 
-/// Everything behind the one lock.
+/// The registries' sizes after the latest operation, readable without waiting for the state's thread.
+#[derive(Debug, Default)]
+struct LiveCounts {
+    names: AtomicUsize,
+    relays: AtomicUsize,
+    rendezvous_entries: AtomicUsize,
+}
+
+/// Everything the state's thread owns.
 #[derive(Debug)]
 struct Registries {
     owners: NameOwners,
@@ -92,6 +112,7 @@ struct Registries {
     rendezvous: RendezvousRegistry,
     pairing: PairingRegistry,
     rng: SmallRng,
+    max_rendezvous_entries: usize,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -116,16 +137,26 @@ impl SharedState {
         pairing: &PairingConfig,
         rng: SmallRng,
     ) -> Self {
+        let registries = Registries {
+            owners: NameOwners::default(),
+            relays: RelayRegistry::new(),
+            rendezvous: RendezvousRegistry::new(rendezvous),
+            pairing: PairingRegistry::new(pairing),
+            rng,
+            max_rendezvous_entries: rendezvous.max_rendezvous_entries,
+        };
+        let (operations, queue) = mpsc::unbounded_channel();
+        let counts = Arc::new(LiveCounts::default());
+        let thread_clock = clock.clone();
+        let thread_counts = counts.clone();
+        std::thread::Builder::new()
+            .name("zajel-state".into())
+            .spawn(move || run_operations(registries, queue, thread_clock, thread_counts))
+            .expect("the state's thread starts");
         Self(Arc::new(Inner {
             clock,
-            max_rendezvous_entries: rendezvous.max_rendezvous_entries,
-            registries: Mutex::new(Registries {
-                owners: NameOwners::default(),
-                relays: RelayRegistry::new(),
-                rendezvous: RendezvousRegistry::new(rendezvous),
-                pairing: PairingRegistry::new(pairing),
-                rng,
-            }),
+            operations,
+            counts,
         }))
     }
 
@@ -134,67 +165,114 @@ impl SharedState {
         &self.0.clock
     }
 
-    fn now(&self) -> Millis {
-        self.0.clock.now()
+    /// Runs `operation` on the state's thread and returns its answer.
+    async fn run<R: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&mut Registries, Millis) -> R + Send + 'static,
+    ) -> Result<R, StateFailed> {
+        let (answer, answered) = oneshot::channel();
+        self.tell(move |registries, now| {
+            let _ = answer.send(operation(registries, now));
+        });
+        answered.await.map_err(|_| StateFailed)
     }
 
-    /// Never held across an `.await`, and never outside this module.
-    fn lock(&self) -> MutexGuard<'_, Registries> {
-        // A panic while holding the lock is a bug; the data it guards stays usable for everyone else.
-        self.0
-            .registries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Queues `operation` without waiting for it; operations run in the order they were queued.
+    fn tell(&self, operation: impl FnOnce(&mut Registries, Millis) + Send + 'static) {
+        // The thread runs as long as any handle exists, so the queue is open.
+        let _ = self.0.operations.send(Box::new(operation));
+    }
+
+    /// Completes once every operation queued before it has run.
+    pub async fn settled(&self) -> Result<(), StateFailed> {
+        self.run(|_, _| ()).await
     }
 
     /// Binds `code` to the session as its pairing code, with its public key. A session that held another
     /// code gives it up, with everything that code had (see [`Self::release_session`]).
-    pub fn bind_code(
+    pub async fn bind_code(
         &self,
         session: &Recipient,
         names: &SessionNames,
         code: &Name,
         key: PairingKey,
-    ) -> Result<(), NameTaken> {
-        let mut registries = self.lock();
-        registries.owners.bind(code, session, Role::PairingCode)?;
-        registries
-            .owners
-            .set_code_key(code.as_str(), session.id, key);
-        if let Some(old) = &names.pairing_code
-            && old != code
-        {
-            registries.release_code(session.id, old, names.relay_id.as_ref() == Some(old));
-        }
-        Ok(())
+    ) -> Result<Result<(), NameTaken>, StateFailed> {
+        let (session, names, code) = (session.clone(), names.clone(), code.clone());
+        self.run(move |registries, _| {
+            registries.owners.bind(&code, &session, Role::PairingCode)?;
+            registries
+                .owners
+                .set_code_key(code.as_str(), session.id, key);
+            if let Some(old) = &names.pairing_code
+                && *old != code
+            {
+                registries.release_code(session.id, old, names.relay_id.as_ref() == Some(old));
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// Queues a push for the session holding `code` as its pairing code. Returns false when none does.
-    pub fn push_to_code(&self, code: &Name, message: ServerMessage) -> bool {
-        self.lock().owners.push_to_code(code.as_str(), message)
+    /// Queues `message` for the session holding `code` as its pairing code. Returns false when none does.
+    pub async fn push_to_code(
+        &self,
+        code: &Name,
+        message: ServerMessage,
+    ) -> Result<bool, StateFailed> {
+        let code = code.clone();
+        self.run(move |registries, _| registries.owners.push_to_code(code.as_str(), message))
+            .await
     }
 
     /// Frees every name of an ended session, with its relay listing, its hourly tokens and its pending
     /// requests (whose other sides are told). Its daily points and dead drops stay until they expire:
-    /// they exist for peers that are offline.
-    pub fn release_session(&self, session: SessionId, names: &SessionNames) {
-        let mut registries = self.lock();
-        if let Some(code) = &names.pairing_code {
-            registries.release_code(session, code, names.relay_id.as_ref() == Some(code));
-        }
-        if let Some(relay_id) = &names.relay_id {
-            registries.release_relay_id(session, relay_id, names.relay_listed);
-        }
+    /// they exist for peers that are offline. Queued, not awaited: a session ending cannot wait, and
+    /// whatever anyone asks after this runs after it.
+    pub fn release_session(&self, session: SessionId, names: SessionNames) {
+        self.tell(move |registries, _| {
+            if let Some(code) = &names.pairing_code {
+                registries.release_code(session, code, names.relay_id.as_ref() == Some(code));
+            }
+            if let Some(relay_id) = &names.relay_id {
+                registries.release_relay_id(session, relay_id, names.relay_listed);
+            }
+        });
     }
 
-    /// The sizes of the registries now.
+    /// The sizes of the registries after the latest operation.
     pub fn counts(&self) -> StateCounts {
-        let registries = self.lock();
+        let counts = &self.0.counts;
         StateCounts {
-            names: registries.owners.len(),
-            relays: registries.relays.len(),
-            rendezvous_entries: registries.rendezvous.len(),
+            names: counts.names.load(Ordering::Relaxed),
+            relays: counts.relays.load(Ordering::Relaxed),
+            rendezvous_entries: counts.rendezvous_entries.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The state's thread: runs operations in turn until the last handle is gone. An operation that panics
+/// (a bug) is abandoned, its caller told [`StateFailed`], and the thread goes on with the next.
+fn run_operations(
+    mut registries: Registries,
+    mut queue: mpsc::UnboundedReceiver<Operation>,
+    clock: Arc<dyn Clock>,
+    counts: Arc<LiveCounts>,
+) {
+    while let Some(operation) = queue.blocking_recv() {
+        let now = clock.now();
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| operation(&mut registries, now)));
+        if ran.is_err() {
+            tracing::error!("a shared-state operation panicked; its caller is told `internal`");
+        }
+        counts
+            .names
+            .store(registries.owners.len(), Ordering::Relaxed);
+        counts
+            .relays
+            .store(registries.relays.len(), Ordering::Relaxed);
+        counts
+            .rendezvous_entries
+            .store(registries.rendezvous.len(), Ordering::Relaxed);
     }
 }
 

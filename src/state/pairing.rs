@@ -2,7 +2,8 @@
 //! another that waits, with a timer, for the other side's answer; both need the two codes live with their
 //! keys, and both tell each side what happened by pushes.
 
-use super::{Answer, Registries, SharedState};
+use super::{Answer, Registries, SharedState, StateFailed};
+use crate::clock::Millis;
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::pairing::{PairingEvent, PendingLink};
@@ -30,14 +31,80 @@ pub enum LinkAnswerError {
 impl SharedState {
     /// Records a pairing request from `requester` to `target` and pushes `pair_incoming` to the target,
     /// with the requester's current key.
-    pub fn request_pairing(
+    pub async fn request_pairing(
         &self,
         requester: &Name,
         target: &Name,
         proposed_name: Option<String>,
+    ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        let (requester, target) = (requester.clone(), target.clone());
+        self.run(move |registries, now| {
+            registries.request_pairing(now, &requester, &target, proposed_name)
+        })
+        .await
+    }
+
+    /// Answers the pending request from `requester` to `responder`. The requester is pushed
+    /// `pair_rejected`, or `pair_matched` with the responder's key; an acceptance returns the requester's
+    /// key. Both keys are the ones registered now: a side that re-registered its code with a new key is
+    /// matched with that one.
+    pub async fn answer_pairing(
+        &self,
+        responder: &Name,
+        requester: &Name,
+        accepted: bool,
+    ) -> Result<Result<Answer<PairingKey>, NoPendingRequest>, StateFailed> {
+        let (responder, requester) = (responder.clone(), requester.clone());
+        self.run(move |registries, _| registries.answer_pairing(&responder, &requester, accepted))
+            .await
+    }
+
+    /// Records a web client's request to attach to `phone` and pushes `link_request` to the phone.
+    pub async fn request_link(
+        &self,
+        phone: &Name,
+        link: PendingLink,
+    ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        let phone = phone.clone();
+        self.run(move |registries, now| registries.request_link(now, &phone, link))
+            .await
+    }
+
+    /// Answers the pending link request to `phone`. The web client is pushed `link_rejected`, or
+    /// `link_matched` with the phone's key and `device_id`; an acceptance returns the request.
+    pub async fn answer_link(
+        &self,
+        phone: &Name,
+        accepted: bool,
+        device_id: Option<String>,
+    ) -> Result<Result<Answer<PendingLink>, LinkAnswerError>, StateFailed> {
+        let phone = phone.clone();
+        self.run(move |registries, _| registries.answer_link(&phone, accepted, device_id))
+            .await
+    }
+
+    /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`).
+    /// Returns how many events there were.
+    pub async fn run_pairing_timers(&self) -> Result<usize, StateFailed> {
+        self.run(|registries, now| {
+            let events = registries.pairing.due_events(now);
+            let count = events.len();
+            registries.deliver_pairing_events(events);
+            count
+        })
+        .await
+    }
+}
+
+impl Registries {
+    fn request_pairing(
+        &mut self,
+        now: Millis,
+        requester: &Name,
+        target: &Name,
+        proposed_name: Option<String>,
     ) -> Result<(), PairingRefused> {
-        let now = self.now();
-        let mut registries = self.lock();
+        let registries = self;
         let (true, Some(requester_key)) = (
             registries.owners.code_key(target.as_str()).is_some(),
             registries.owners.code_key(requester.as_str()).cloned(),
@@ -61,17 +128,13 @@ impl SharedState {
         Ok(())
     }
 
-    /// Answers the pending request from `requester` to `responder`. The requester is pushed
-    /// `pair_rejected`, or `pair_matched` with the responder's key; an acceptance returns the requester's
-    /// key. Both keys are the ones registered now: a side that re-registered its code with a new key is
-    /// matched with that one.
-    pub fn answer_pairing(
-        &self,
+    fn answer_pairing(
+        &mut self,
         responder: &Name,
         requester: &Name,
         accepted: bool,
     ) -> Result<Answer<PairingKey>, NoPendingRequest> {
-        let mut registries = self.lock();
+        let registries = self;
         if !registries.pairing.take(requester, responder) {
             return Err(NoPendingRequest);
         }
@@ -101,10 +164,13 @@ impl SharedState {
         Ok(Answer::Accepted(requester_key))
     }
 
-    /// Records a web client's request to attach to `phone` and pushes `link_request` to the phone.
-    pub fn request_link(&self, phone: &Name, link: PendingLink) -> Result<(), PairingRefused> {
-        let now = self.now();
-        let mut registries = self.lock();
+    fn request_link(
+        &mut self,
+        now: Millis,
+        phone: &Name,
+        link: PendingLink,
+    ) -> Result<(), PairingRefused> {
+        let registries = self;
         if *phone == link.web_client || registries.owners.code_key(phone.as_str()).is_none() {
             return Err(PairingRefused);
         }
@@ -122,15 +188,13 @@ impl SharedState {
         Ok(())
     }
 
-    /// Answers the pending link request to `phone`. The web client is pushed `link_rejected`, or
-    /// `link_matched` with the phone's key and `device_id`; an acceptance returns the request.
-    pub fn answer_link(
-        &self,
+    fn answer_link(
+        &mut self,
         phone: &Name,
         accepted: bool,
         device_id: Option<String>,
     ) -> Result<Answer<PendingLink>, LinkAnswerError> {
-        let mut registries = self.lock();
+        let registries = self;
         let link = registries
             .pairing
             .take_link(phone)
@@ -161,19 +225,6 @@ impl SharedState {
         Ok(Answer::Accepted(link))
     }
 
-    /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`).
-    /// Returns how many events there were.
-    pub fn run_pairing_timers(&self) -> usize {
-        let now = self.now();
-        let mut registries = self.lock();
-        let events = registries.pairing.due_events(now);
-        let count = events.len();
-        registries.deliver_pairing_events(events);
-        count
-    }
-}
-
-impl Registries {
     /// Tells the sessions concerned what happened to their pending requests. Sessions that are gone
     /// simply are not told.
     pub(super) fn deliver_pairing_events(&mut self, events: Vec<PairingEvent>) {

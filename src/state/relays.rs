@@ -3,45 +3,61 @@
 use std::sync::Arc;
 
 use super::owners::Role;
-use super::{NameTaken, Recipient, SharedState};
+use super::{NameTaken, Recipient, SharedState, StateFailed};
 use crate::protocol::Name;
 use crate::protocol::message::RelayInfo;
 
 impl SharedState {
     /// Binds `peer_id` to the session as its relay id and lists it (again: capacity and key are replaced,
     /// the load starts at zero). Returns up to `count` other relays under half load.
-    pub fn register_relay(
+    pub async fn register_relay(
         &self,
         session: &Recipient,
         peer_id: &Name,
         max_connections: u32,
         public_key: Option<Arc<str>>,
         count: usize,
-    ) -> Result<Vec<RelayInfo>, NameTaken> {
-        let mut registries = self.lock();
-        let registries = &mut *registries;
-        registries.owners.bind(peer_id, session, Role::RelayId)?;
-        registries
-            .relays
-            .register(peer_id.clone(), max_connections, public_key);
-        Ok(registries
-            .relays
-            .available(peer_id.as_str(), count, &mut registries.rng))
+    ) -> Result<Result<Vec<RelayInfo>, NameTaken>, StateFailed> {
+        let (session, peer_id) = (session.clone(), peer_id.clone());
+        self.run(move |registries, _| {
+            registries.owners.bind(&peer_id, &session, Role::RelayId)?;
+            registries
+                .relays
+                .register(peer_id.clone(), max_connections, public_key);
+            Ok(registries
+                .relays
+                .available(peer_id.as_str(), count, &mut registries.rng))
+        })
+        .await
     }
 
     /// Sets a listed relay's load.
-    pub fn update_load(&self, peer_id: &Name, connected_count: u32) {
-        self.lock()
-            .relays
-            .update_load(peer_id.as_str(), connected_count);
+    pub async fn update_load(
+        &self,
+        peer_id: &Name,
+        connected_count: u32,
+    ) -> Result<(), StateFailed> {
+        let peer_id = peer_id.clone();
+        self.run(move |registries, _| {
+            registries
+                .relays
+                .update_load(peer_id.as_str(), connected_count);
+        })
+        .await
     }
 
     /// Up to `count` relays under half load, never `exclude`, in a fresh random order.
-    pub fn list_relays(&self, exclude: &Name, count: usize) -> Vec<RelayInfo> {
-        let mut registries = self.lock();
-        let registries = &mut *registries;
-        registries
-            .relays
-            .available(exclude.as_str(), count, &mut registries.rng)
+    pub async fn list_relays(
+        &self,
+        exclude: &Name,
+        count: usize,
+    ) -> Result<Vec<RelayInfo>, StateFailed> {
+        let exclude = exclude.clone();
+        self.run(move |registries, _| {
+            registries
+                .relays
+                .available(exclude.as_str(), count, &mut registries.rng)
+        })
+        .await
     }
 }

@@ -145,13 +145,15 @@ async fn serve_request_stream<C: StreamConnection>(
             }
             Err(FrameError::TooLarge(len)) => {
                 // Through the session, so that refused frames count towards its rate limit too.
-                let refusal = session.handle(Err(DecodeError {
-                    code: ErrorCode::TooLarge,
-                    message: format!(
-                        "a frame of {len} bytes is over the limit of {max_message_size}"
-                    ),
-                    request_id: None,
-                }));
+                let refusal = session
+                    .handle(Err(DecodeError {
+                        code: ErrorCode::TooLarge,
+                        message: format!(
+                            "a frame of {len} bytes is over the limit of {max_message_size}"
+                        ),
+                        request_id: None,
+                    }))
+                    .await;
                 let bytes = codec::encode(&refusal.message, None, Encoding::Cbor);
                 let _ = write_frame(&mut send, &bytes).await;
                 let _ = send.shutdown().await;
@@ -166,7 +168,7 @@ async fn serve_request_stream<C: StreamConnection>(
         if let Err(err) = read_body(&mut recv, length, &mut frame).await {
             return debug!(error = %err, "request stream ended");
         }
-        let reply = session.handle(codec::decode(&frame, Encoding::Cbor));
+        let reply = session.handle(codec::decode(&frame, Encoding::Cbor)).await;
         let bytes = codec::encode(&reply.message, reply.request_id.as_ref(), Encoding::Cbor);
         if frame.capacity() > KEPT_FRAME_CAPACITY {
             frame = Vec::new();

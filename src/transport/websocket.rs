@@ -252,7 +252,7 @@ where
                         Some(Ok(_)) => continue,
                     };
                     self.encoding = encoding;
-                    let reply = session.handle(codec::decode(&bytes, encoding));
+                    let reply = session.handle(codec::decode(&bytes, encoding)).await;
                     // WebSocket has no acks: a request that succeeded with no reply gets none, as
                     // the legacy servers did.
                     if matches!(reply.message, ServerMessage::Ack { .. }) {

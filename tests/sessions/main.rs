@@ -69,10 +69,14 @@ impl Fixture {
         Self { sessions, clock }
     }
 
-    fn open(&self) -> Peer {
+    async fn open(&self) -> Peer {
         let (session, pushes) = self.sessions.open(LOCALHOST).expect("admitted");
-        let mut peer = Peer { session, pushes };
-        assert_eq!(peer.next_push().unwrap()["type"], "server_info");
+        let mut peer = Peer {
+            session,
+            pushes,
+            state: self.sessions.state().clone(),
+        };
+        assert_eq!(peer.next_push().await.unwrap()["type"], "server_info");
         peer
     }
 }
@@ -80,18 +84,22 @@ impl Fixture {
 struct Peer {
     session: Session,
     pushes: PushReceiver,
+    state: SharedState,
 }
 
 impl Peer {
     /// Sends one JSON request and returns the reply as JSON, exactly as a WebSocket client would see it.
-    fn request(&self, message: Value) -> Value {
+    async fn request(&self, message: Value) -> Value {
         let reply = self
             .session
-            .handle(decode(message.to_string().as_bytes(), Encoding::Json));
+            .handle(decode(message.to_string().as_bytes(), Encoding::Json))
+            .await;
         to_json(&reply.message, reply.request_id.as_ref())
     }
 
-    fn next_push(&mut self) -> Option<Value> {
+    /// The next push, once every operation sent so far (by anyone) has run.
+    async fn next_push(&mut self) -> Option<Value> {
+        self.state.settled().await.expect("the state runs");
         self.pushes
             .try_recv()
             .map(|message| to_json(&message, None))
@@ -114,29 +122,31 @@ fn relay_ids(reply: &Value) -> Vec<String> {
 }
 
 /// Two sessions with pairing codes, as the pairing tests need them.
-fn paired_fixture() -> (Fixture, Peer, Peer) {
+async fn paired_fixture() -> (Fixture, Peer, Peer) {
     let fixture = Fixture::new();
-    let alice = fixture.open();
-    let bob = fixture.open();
+    let alice = fixture.open().await;
+    let bob = fixture.open().await;
     for (peer, code, key) in [(&alice, "ALCE22", PUBLIC_KEY), (&bob, "BBBBB2", OTHER_KEY)] {
-        let reply =
-            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
+        let reply = peer
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": key}))
+            .await;
         assert_eq!(reply["type"], "registered", "{reply}");
     }
     (fixture, alice, bob)
 }
 
 /// A phone (code PHNE33) and a web client (code WEBWEB) with their own keys.
-fn linking_fixture() -> (Fixture, Peer, Peer) {
+async fn linking_fixture() -> (Fixture, Peer, Peer) {
     let fixture = Fixture::new();
-    let phone = fixture.open();
-    let web = fixture.open();
+    let phone = fixture.open().await;
+    let web = fixture.open().await;
     for (peer, code, key) in [
         (&phone, "PHNE33", PUBLIC_KEY),
         (&web, "WEBWEB", WEB_CODE_KEY),
     ] {
-        let reply =
-            peer.request(json!({"type": "register", "pairingCode": code, "publicKey": key}));
+        let reply = peer
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": key}))
+            .await;
         assert_eq!(reply["type"], "registered", "{reply}");
     }
     (fixture, phone, web)

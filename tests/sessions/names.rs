@@ -2,11 +2,13 @@
 
 use super::*;
 
-#[test]
-fn a_session_acts_only_for_its_own_ids() {
+#[tokio::test]
+async fn a_session_acts_only_for_its_own_ids() {
     let fixture = Fixture::new();
-    let session = fixture.open();
-    session.request(json!({"type": "register", "peerId": "me"}));
+    let session = fixture.open().await;
+    session
+        .request(json!({"type": "register", "peerId": "me"}))
+        .await;
     for request in [
         json!({"type": "update_load", "peerId": "other", "connectedCount": 1}),
         json!({"type": "get_relays", "peerId": "other"}),
@@ -14,48 +16,63 @@ fn a_session_acts_only_for_its_own_ids() {
         json!({"type": "register_rendezvous", "peerId": "other", "hourlyTokens": ["t"]}),
         json!({"type": "register", "peerId": "other"}),
     ] {
-        let reply = session.request(request.clone());
+        let reply = session.request(request.clone()).await;
         assert_eq!(reply["code"], "peer_id_mismatch", "{request}");
     }
     assert_eq!(
-        session.request(json!({"type": "heartbeat", "peerId": "me"}))["type"],
+        session
+            .request(json!({"type": "heartbeat", "peerId": "me"}))
+            .await["type"],
         "heartbeat_ack"
     );
 }
 
-#[test]
-fn a_second_pairing_code_replaces_and_frees_the_first() {
+#[tokio::test]
+async fn a_second_pairing_code_replaces_and_frees_the_first() {
     let fixture = Fixture::new();
-    let first = fixture.open();
-    let second = fixture.open();
-    first.request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
+    let first = fixture.open().await;
+    let second = fixture.open().await;
+    first
+        .request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}))
+        .await;
     let reply = first
-        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
+        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}))
+        .await;
     assert_eq!(reply["pairingCode"], "BBBBBB");
     let reply = second
-        .request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
+        .request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}))
+        .await;
     assert_eq!(reply["type"], "registered", "the old code was freed");
     let reply = second
-        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
+        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}))
+        .await;
     assert_eq!(
         reply,
         json!({"type": "code_collision", "message": "Pairing code already in use"})
     );
 }
 
-#[test]
-fn a_replaced_pairing_code_takes_its_hourly_tokens_with_it() {
+#[tokio::test]
+async fn a_replaced_pairing_code_takes_its_hourly_tokens_with_it() {
     let fixture = Fixture::new();
-    let phone = fixture.open();
-    let other = fixture.open();
-    phone.request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}));
-    phone.request(
-        json!({"type": "register_rendezvous", "peerId": "AAAAAA", "hourlyTokens": ["t"],
+    let phone = fixture.open().await;
+    let other = fixture.open().await;
+    phone
+        .request(json!({"type": "register", "pairingCode": "AAAAAA", "publicKey": PUBLIC_KEY}))
+        .await;
+    phone
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "AAAAAA", "hourlyTokens": ["t"],
                          "dailyPoints": ["d"], "deadDrop": "kept"}),
-    );
-    phone.request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}));
-    let reply = other.request(json!({"type": "register_rendezvous", "peerId": "other",
-                                     "hourlyTokens": ["t"], "dailyPoints": ["d"]}));
+        )
+        .await;
+    phone
+        .request(json!({"type": "register", "pairingCode": "BBBBBB", "publicKey": PUBLIC_KEY}))
+        .await;
+    let reply = other
+        .request(json!({"type": "register_rendezvous", "peerId": "other",
+                                     "hourlyTokens": ["t"], "dailyPoints": ["d"]}))
+        .await;
     assert_eq!(reply["liveMatches"], json!([]));
     assert_eq!(
         reply["deadDrops"][0]["peerId"], "AAAAAA",
@@ -63,32 +80,40 @@ fn a_replaced_pairing_code_takes_its_hourly_tokens_with_it() {
     );
 }
 
-#[test]
-fn a_pairing_code_is_an_identity_for_peer_id_checks() {
+#[tokio::test]
+async fn a_pairing_code_is_an_identity_for_peer_id_checks() {
     let fixture = Fixture::new();
-    let session = fixture.open();
-    session.request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}));
+    let session = fixture.open().await;
+    session
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
+        .await;
     let reply = session
-        .request(json!({"type": "register_rendezvous", "peerId": "ABC234", "hourlyTokens": ["t"]}));
+        .request(json!({"type": "register_rendezvous", "peerId": "ABC234", "hourlyTokens": ["t"]}))
+        .await;
     assert_eq!(reply["type"], "rendezvous_result");
-    let reply = session.request(
-        json!({"type": "register_rendezvous", "peerId": "someone", "hourlyTokens": ["t"]}),
-    );
+    let reply = session
+        .request(json!({"type": "register_rendezvous", "peerId": "someone", "hourlyTokens": ["t"]}))
+        .await;
     assert_eq!(reply["code"], "peer_id_mismatch");
 }
 
-#[test]
-fn pushes_go_to_the_holder_of_the_name_whichever_role() {
+#[tokio::test]
+async fn pushes_go_to_the_holder_of_the_name_whichever_role() {
     let fixture = Fixture::new();
-    let mut phone = fixture.open();
-    let browser = fixture.open();
+    let mut phone = fixture.open().await;
+    let browser = fixture.open().await;
     let reply = phone
-        .request(json!({"type": "register", "pairingCode": "PHNE22", "publicKey": PUBLIC_KEY}));
+        .request(json!({"type": "register", "pairingCode": "PHNE22", "publicKey": PUBLIC_KEY}))
+        .await;
     assert_eq!(reply["type"], "registered", "{reply}");
     phone
-        .request(json!({"type": "register_rendezvous", "peerId": "PHNE22", "hourlyTokens": ["t"]}));
-    browser.request(
-        json!({"type": "register_rendezvous", "peerId": "browser", "hourlyTokens": ["t"]}),
+        .request(json!({"type": "register_rendezvous", "peerId": "PHNE22", "hourlyTokens": ["t"]}))
+        .await;
+    browser
+        .request(json!({"type": "register_rendezvous", "peerId": "browser", "hourlyTokens": ["t"]}))
+        .await;
+    assert_eq!(
+        phone.next_push().await.unwrap()["match"]["peerId"],
+        "browser"
     );
-    assert_eq!(phone.next_push().unwrap()["match"]["peerId"], "browser");
 }

@@ -2,17 +2,21 @@
 
 use super::*;
 
-#[test]
-fn register_rendezvous_answers_rendezvous_result_with_live_matches_and_dead_drops() {
+#[tokio::test]
+async fn register_rendezvous_answers_rendezvous_result_with_live_matches_and_dead_drops() {
     let fixture = Fixture::new();
-    let alice = fixture.open();
-    let bob = fixture.open();
-    alice.request(
-        json!({"type": "register_rendezvous", "peerId": "alice", "relayId": "ra",
+    let alice = fixture.open().await;
+    let bob = fixture.open().await;
+    alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "alice", "relayId": "ra",
                          "dailyPoints": ["d1"], "deadDrop": "hello", "hourlyTokens": ["h1"]}),
-    );
-    let reply = bob.request(json!({"type": "register_rendezvous", "peerId": "bob",
-                                   "dailyPoints": ["d1"], "hourlyTokens": ["h1"]}));
+        )
+        .await;
+    let reply = bob
+        .request(json!({"type": "register_rendezvous", "peerId": "bob",
+                                   "dailyPoints": ["d1"], "hourlyTokens": ["h1"]}))
+        .await;
     assert_eq!(
         reply,
         json!({"type": "rendezvous_result",
@@ -21,54 +25,66 @@ fn register_rendezvous_answers_rendezvous_result_with_live_matches_and_dead_drop
     );
 }
 
-#[test]
-fn the_earlier_peer_is_pushed_the_newcomer_once_per_request() {
+#[tokio::test]
+async fn the_earlier_peer_is_pushed_the_newcomer_once_per_request() {
     let fixture = Fixture::new();
-    let mut alice = fixture.open();
-    let bob = fixture.open();
-    alice.request(
-        json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["t1", "t2"]}),
-    );
+    let mut alice = fixture.open().await;
+    let bob = fixture.open().await;
+    alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["t1", "t2"]}),
+        )
+        .await;
     bob.request(
         json!({"type": "register_rendezvous", "peerId": "bob", "relayId": "rb",
                        "hourlyTokens": ["t2", "t1"]}),
-    );
+    )
+    .await;
     assert_eq!(
-        alice.next_push(),
+        alice.next_push().await,
         Some(json!({"type": "rendezvous_match",
                     "match": {"peerId": "bob", "relayId": "rb", "meetingPoint": "t2"}}))
     );
     assert_eq!(
-        alice.next_push(),
+        alice.next_push().await,
         None,
         "one push per request, not per token"
     );
 }
 
-#[test]
-fn only_hourly_tokens_produce_pushes() {
+#[tokio::test]
+async fn only_hourly_tokens_produce_pushes() {
     let fixture = Fixture::new();
-    let mut alice = fixture.open();
-    let bob = fixture.open();
-    alice.request(json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["d"], "deadDrop": "x"}));
-    let reply =
-        bob.request(json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["d"]}));
+    let mut alice = fixture.open().await;
+    let bob = fixture.open().await;
+    alice.request(json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["d"], "deadDrop": "x"})).await;
+    let reply = bob
+        .request(json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["d"]}))
+        .await;
     assert_eq!(reply["deadDrops"].as_array().unwrap().len(), 1);
-    assert_eq!(alice.next_push(), None);
+    assert_eq!(alice.next_push().await, None);
 }
 
-#[test]
-fn hourly_matches_expire_with_the_clock() {
+#[tokio::test]
+async fn hourly_matches_expire_with_the_clock() {
     let fixture = Fixture::new();
-    let alice = fixture.open();
-    let bob = fixture.open();
-    alice.request(json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["h"]}));
+    let alice = fixture.open().await;
+    let bob = fixture.open().await;
+    alice
+        .request(json!({"type": "register_rendezvous", "peerId": "alice", "hourlyTokens": ["h"]}))
+        .await;
     fixture.clock.advance(Duration::from_secs(3 * 3600));
-    let reply =
-        bob.request(json!({"type": "register_rendezvous", "peerId": "bob", "hourlyTokens": ["h"]}));
+    let reply = bob
+        .request(json!({"type": "register_rendezvous", "peerId": "bob", "hourlyTokens": ["h"]}))
+        .await;
     assert_eq!(reply["liveMatches"], json!([]));
     assert_eq!(
-        fixture.sessions.state().sweep_expired_batch(),
+        fixture
+            .sessions
+            .state()
+            .sweep_expired_batch()
+            .await
+            .unwrap(),
         Swept {
             removed: 1,
             done: true
@@ -77,39 +93,59 @@ fn hourly_matches_expire_with_the_clock() {
     );
 }
 
-#[test]
-fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
+#[tokio::test]
+async fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_on() {
     let fixture = Fixture::with_config({
         let mut config = Config::default();
         config.sessions.max_list_entries = 2;
         config.rendezvous.max_rendezvous_entries = 4;
         config
     });
-    let session = fixture.open();
-    let reply = session.request(json!({"type": "register_rendezvous", "peerId": "a",
-                                       "dailyPoints": ["d1", "d2"], "hourlyTokens": ["h1"]}));
+    let session = fixture.open().await;
+    let reply = session
+        .request(json!({"type": "register_rendezvous", "peerId": "a",
+                                       "dailyPoints": ["d1", "d2"], "hourlyTokens": ["h1"]}))
+        .await;
     assert_eq!(reply["type"], "rendezvous_result");
-    let reply = session.request(json!({"type": "register_rendezvous", "peerId": "a",
-                                       "dailyPoints": ["d3", "d4"], "requestId": 9}));
+    let reply = session
+        .request(json!({"type": "register_rendezvous", "peerId": "a",
+                                       "dailyPoints": ["d3", "d4"], "requestId": 9}))
+        .await;
     assert_eq!(reply["code"], "over_capacity");
     assert_eq!(reply["requestId"], 9);
     // A refused registration does not bind the name of a session that had none.
-    let newcomer = fixture.open();
-    let reply = newcomer.request(json!({"type": "register_rendezvous", "peerId": "b",
-                                        "dailyPoints": ["d5", "d6"]}));
+    let newcomer = fixture.open().await;
+    let reply = newcomer
+        .request(json!({"type": "register_rendezvous", "peerId": "b",
+                                        "dailyPoints": ["d5", "d6"]}))
+        .await;
     assert_eq!(reply["code"], "over_capacity");
-    let reply = newcomer.request(json!({"type": "register", "peerId": "c"}));
+    let reply = newcomer
+        .request(json!({"type": "register", "peerId": "c"}))
+        .await;
     assert_eq!(
         reply["type"], "registered",
         "the session is still free to take a name"
     );
     fixture.clock.advance(Duration::from_secs(3 * 3600));
-    assert!(fixture.sessions.state().sweep_expired_batch().done);
+    assert!(
+        fixture
+            .sessions
+            .state()
+            .sweep_expired_batch()
+            .await
+            .unwrap()
+            .done
+    );
     let reply = session
-        .request(json!({"type": "register_rendezvous", "peerId": "a", "hourlyTokens": ["h2"]}));
+        .request(json!({"type": "register_rendezvous", "peerId": "a", "hourlyTokens": ["h2"]}))
+        .await;
     assert_eq!(
         reply["type"], "rendezvous_result",
         "room again once entries expire"
     );
-    assert_eq!(session.request(json!({"type": "ping"}))["type"], "pong");
+    assert_eq!(
+        session.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
 }

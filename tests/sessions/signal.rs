@@ -2,53 +2,74 @@
 
 use super::*;
 
-#[test]
-fn signals_reach_the_target_code_unchanged_and_are_acknowledged() {
+#[tokio::test]
+async fn signals_reach_the_target_code_unchanged_and_are_acknowledged() {
     let fixture = Fixture::new();
-    let caller = fixture.open();
-    let mut callee = fixture.open();
-    caller.request(json!({"type": "register", "pairingCode": "CALLER", "publicKey": PUBLIC_KEY}));
-    callee.request(json!({"type": "register", "pairingCode": "CALLEE", "publicKey": PUBLIC_KEY}));
+    let caller = fixture.open().await;
+    let mut callee = fixture.open().await;
+    caller
+        .request(json!({"type": "register", "pairingCode": "CALLER", "publicKey": PUBLIC_KEY}))
+        .await;
+    callee
+        .request(json!({"type": "register", "pairingCode": "CALLEE", "publicKey": PUBLIC_KEY}))
+        .await;
     let payload = json!({"sdp": "v=0\r\n", "nested": [1, 2.5, null, {"k": "ü"}]});
-    let reply = caller.request(
-        json!({"type": "offer", "target": "CALLEE", "payload": payload,
+    let reply = caller
+        .request(
+            json!({"type": "offer", "target": "CALLEE", "payload": payload,
                                       "requestId": 3}),
-    );
+        )
+        .await;
     assert_eq!(
         reply,
         json!({"type": "ack", "for": "offer", "requestId": 3})
     );
     assert_eq!(
-        callee.next_push(),
+        callee.next_push().await,
         Some(json!({"type": "offer", "from": "CALLER", "payload": payload}))
     );
 }
 
-#[test]
-fn signals_need_a_pairing_code_and_a_live_target_code() {
+#[tokio::test]
+async fn signals_need_a_pairing_code_and_a_live_target_code() {
     let fixture = Fixture::new();
-    let sender = fixture.open();
-    let relay = fixture.open();
-    relay.request(json!({"type": "register", "peerId": "RELAY2"}));
+    let sender = fixture.open().await;
+    let relay = fixture.open().await;
+    relay
+        .request(json!({"type": "register", "peerId": "RELAY2"}))
+        .await;
     let offer = |target: &str| json!({"type": "offer", "target": target, "payload": {}});
-    assert_eq!(sender.request(offer("RELAY2"))["code"], "not_registered");
-    sender.request(json!({"type": "register", "pairingCode": "SENDER", "publicKey": PUBLIC_KEY}));
-    assert_eq!(sender.request(offer("NBDY23"))["code"], "peer_not_found");
     assert_eq!(
-        sender.request(offer("RELAY2"))["code"],
+        sender.request(offer("RELAY2")).await["code"],
+        "not_registered"
+    );
+    sender
+        .request(json!({"type": "register", "pairingCode": "SENDER", "publicKey": PUBLIC_KEY}))
+        .await;
+    assert_eq!(
+        sender.request(offer("NBDY23")).await["code"],
+        "peer_not_found"
+    );
+    assert_eq!(
+        sender.request(offer("RELAY2")).await["code"],
         "peer_not_found",
         "a relay id is not a pairing code"
     );
-    assert_eq!(sender.request(offer("bad code"))["code"], "invalid_message");
-    let reply = sender.request(json!({"type": "call_offer", "target": "SENDER",
-                                      "payload": {"callId": "nope", "sdp": "v=0"}}));
+    assert_eq!(
+        sender.request(offer("bad code")).await["code"],
+        "invalid_message"
+    );
+    let reply = sender
+        .request(json!({"type": "call_offer", "target": "SENDER",
+                                      "payload": {"callId": "nope", "sdp": "v=0"}}))
+        .await;
     assert_eq!(reply["code"], "invalid_message");
     assert!(reply["message"].as_str().unwrap().contains("callId"));
 }
 
-#[test]
-fn every_signal_type_is_forwarded() {
-    let (_fixture, alice, mut bob) = paired_fixture();
+#[tokio::test]
+async fn every_signal_type_is_forwarded() {
+    let (_fixture, alice, mut bob) = paired_fixture().await;
     let call = "123e4567-e89b-42d3-a456-426614174000";
     for (kind, payload) in [
         ("offer", json!({"sdp": "o"})),
@@ -60,10 +81,12 @@ fn every_signal_type_is_forwarded() {
         ("call_hangup", json!({"callId": call})),
         ("call_ice", json!({"callId": call, "candidate": "c"})),
     ] {
-        let reply = alice.request(json!({"type": kind, "target": "BBBBB2", "payload": payload}));
+        let reply = alice
+            .request(json!({"type": kind, "target": "BBBBB2", "payload": payload}))
+            .await;
         assert_eq!(reply, json!({"type": "ack", "for": kind}));
         assert_eq!(
-            bob.next_push(),
+            bob.next_push().await,
             Some(json!({"type": kind, "from": "ALCE22", "payload": payload}))
         );
     }
