@@ -12,7 +12,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use zajel_signal::config::RendezvousConfig;
+use zajel_signal::peer::AddressGroup;
 use zajel_signal::protocol::Name;
+use zajel_signal::registry::rendezvous::Owner;
 use zajel_signal::registry::{Registration, RelayRegistry, RendezvousRegistry};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -36,10 +38,20 @@ fn available_relays(c: &mut Criterion) {
     group.finish();
 }
 
+/// One owner for every entry: ownership is not what these measure.
+const OWNER: Owner = Owner {
+    session: 1,
+    address: AddressGroup::V4(std::net::Ipv4Addr::LOCALHOST),
+    key: None,
+};
+
 /// A registry holding `entries` entries: half daily points with dead drops, half hourly tokens, two
 /// peers per point.
 fn filled_rendezvous(entries: usize) -> RendezvousRegistry {
-    let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
+    let mut registry = RendezvousRegistry::new(&RendezvousConfig {
+        max_rendezvous_entries_per_address: usize::MAX,
+        ..RendezvousConfig::default()
+    });
     let relay: Arc<str> = Arc::from("relay");
     let points_per_kind = entries / 4;
     for i in 0..points_per_kind {
@@ -47,15 +59,18 @@ fn filled_rendezvous(entries: usize) -> RendezvousRegistry {
         let hourly = [name(format!("hour-{i}"))];
         for peer in [format!("a-{i}"), format!("b-{i}")] {
             let peer = name(peer);
-            registry.register(
-                NOW,
-                &Registration {
-                    peer_id: &peer,
-                    relay_id: &relay,
-                    daily_points: &daily,
-                    hourly_tokens: &hourly,
-                },
-            );
+            registry
+                .register(
+                    NOW,
+                    &Registration {
+                        peer_id: &peer,
+                        relay_id: &relay,
+                        daily_points: &daily,
+                        hourly_tokens: &hourly,
+                        owner: &OWNER,
+                    },
+                )
+                .expect("room");
         }
     }
     assert_eq!(registry.len(), points_per_kind * 4);
@@ -92,6 +107,7 @@ fn rendezvous_register(c: &mut Criterion) {
                         relay_id: &relay,
                         daily_points: daily,
                         hourly_tokens: hourly,
+                        owner: &OWNER,
                     },
                 );
                 black_box(found)

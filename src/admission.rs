@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::AdmissionConfig;
-
-/// A session's number, unique for the life of the server.
-pub type SessionId = u64;
+use crate::peer::{AddressGroup, SessionId};
 
 /// The server, or this address, is at its session limit.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,20 +28,25 @@ struct Counts {
 #[derive(Debug, Default)]
 struct OpenSessions {
     total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    per_address: HashMap<AddressGroup, usize>,
 }
 
 /// One admitted session; dropping it frees its place.
 #[derive(Debug)]
 pub struct Admission {
     admissions: Admissions,
-    ip: IpAddr,
+    address: AddressGroup,
     id: SessionId,
 }
 
 impl Admission {
     pub fn id(&self) -> SessionId {
         self.id
+    }
+
+    /// The address group the session's connection came from.
+    pub fn address(&self) -> AddressGroup {
+        self.address
     }
 }
 
@@ -64,16 +67,17 @@ impl Admissions {
     /// Admits a new session from `ip`, within the total and per-address limits.
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, OverCapacity> {
         let config = &self.0.config;
+        let address = AddressGroup::from(ip);
         let mut open = self.open_sessions();
-        let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
-        if open.total >= config.max_sessions || from_ip >= config.max_sessions_per_ip {
+        let from_address = open.per_address.get(&address).copied().unwrap_or(0);
+        if open.total >= config.max_sessions || from_address >= config.max_sessions_per_ip {
             return Err(OverCapacity);
         }
         open.total += 1;
-        open.per_ip.insert(ip, from_ip + 1);
+        open.per_address.insert(address, from_address + 1);
         Ok(Admission {
             admissions: self.clone(),
-            ip,
+            address,
             id: self.0.next_id.fetch_add(1, Ordering::Relaxed),
         })
     }
@@ -88,10 +92,10 @@ impl Drop for Admission {
     fn drop(&mut self) {
         let mut open = self.admissions.open_sessions();
         open.total -= 1;
-        if let Some(count) = open.per_ip.get_mut(&self.ip) {
+        if let Some(count) = open.per_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
-                open.per_ip.remove(&self.ip);
+                open.per_address.remove(&self.address);
             }
         }
     }

@@ -156,7 +156,7 @@ pub struct AdmissionConfig {
     #[arg(long, env = "ZAJEL_MAX_SESSIONS", default_value_t = 100_000)]
     pub max_sessions: usize,
 
-    /// Most concurrent sessions from one IP address.
+    /// Most concurrent sessions from one address (an IPv4 address, or an IPv6 /64).
     #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
     pub max_sessions_per_ip: usize,
 }
@@ -223,6 +223,15 @@ pub struct RendezvousConfig {
         default_value_t = 5_000_000
     )]
     pub max_rendezvous_entries: usize,
+
+    /// Most rendezvous entries made from one address (an IPv4 address, or an IPv6 /64) held at once;
+    /// past it that address's registrations get `over_capacity` until its entries expire.
+    #[arg(
+        long,
+        env = "ZAJEL_MAX_RENDEZVOUS_ENTRIES_PER_ADDRESS",
+        default_value_t = 20_000
+    )]
+    pub max_rendezvous_entries_per_address: usize,
 
     /// Most entries in each of `liveMatches` and `deadDrops` of one reply.
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
@@ -422,6 +431,13 @@ impl Config {
             "max_rendezvous_entries",
             self.rendezvous.max_rendezvous_entries >= self.sessions.max_list_entries * 2,
             "must hold at least one full registration (2 x max_list_entries)",
+        )?;
+        check(
+            "max_rendezvous_entries_per_address",
+            (self.sessions.max_list_entries * 2..=self.rendezvous.max_rendezvous_entries)
+                .contains(&self.rendezvous.max_rendezvous_entries_per_address),
+            "must hold at least one full registration (2 x max_list_entries), and at most \
+             max_rendezvous_entries",
         )
     }
 }

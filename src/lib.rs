@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod data_dir;
 pub mod identity;
+pub mod peer;
 pub mod protocol;
 pub mod push;
 pub mod rate;

@@ -1,13 +1,16 @@
 //! Property test: the rendezvous registry, driven by random registrations, clock advances, session ends
 //! and sweeps, answers exactly as a plain model that scans every entry.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use zajel_signal::clock::Millis;
 use zajel_signal::config::RendezvousConfig;
+use zajel_signal::peer::AddressGroup;
 use zajel_signal::protocol::Name;
 use zajel_signal::protocol::message::{DeadDrop, LiveMatch};
+use zajel_signal::registry::rendezvous::Owner;
 use zajel_signal::registry::{Found, Registration, RendezvousRegistry};
 
 /// Entry lifetimes, in milliseconds: the model's, and the registry's through its configuration.
@@ -33,6 +36,8 @@ fn config() -> RendezvousConfig {
 enum Op {
     Register {
         peer: u8,
+        /// The session registering: an entry is replaced only by the session that made it.
+        session: u8,
         relay: u8,
         daily: Vec<(u8, Option<u8>)>,
         hourly: Vec<u8>,
@@ -47,10 +52,13 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (
             0u8..4,
             0u8..2,
+            0u8..2,
             prop::collection::vec((0u8..5, prop::option::of(0u8..3)), 0..4),
             prop::collection::vec(0u8..5, 0..4),
         )
-            .prop_map(|(peer, relay, daily, hourly)| Op::Register { peer, relay, daily, hourly }),
+            .prop_map(|(peer, session, relay, daily, hourly)| {
+                Op::Register { peer, session, relay, daily, hourly }
+            }),
         3 => prop_oneof![
             // The TTL boundaries themselves, where an off-by-one would hide.
             Just(TTLS.hourly),
@@ -91,6 +99,7 @@ struct ModelEntry {
     relay: Arc<str>,
     drop: Option<Arc<str>>,
     expires: Millis,
+    session: u64,
 }
 
 #[derive(Default)]
@@ -156,8 +165,17 @@ impl Model {
         drop: Option<Arc<str>>,
         expires: Millis,
     ) {
-        self.entries
-            .retain(|e| !(e.kind == kind && e.point == *point && e.peer == *registration.peer_id));
+        let same =
+            |e: &ModelEntry| e.kind == kind && e.point == *point && e.peer == *registration.peer_id;
+        if self
+            .entries
+            .iter()
+            .any(|e| same(e) && e.session != registration.owner.session)
+        {
+            // Another session's entry stays.
+            return;
+        }
+        self.entries.retain(|e| !same(e));
         self.entries.push(ModelEntry {
             kind,
             point: point.clone(),
@@ -165,6 +183,7 @@ impl Model {
             relay: registration.relay_id.clone(),
             drop,
             expires,
+            session: registration.owner.session,
         });
     }
 
@@ -196,7 +215,7 @@ proptest! {
         let mut now: Millis = 1_700_000_000_000;
         for op in ops {
             match op {
-                Op::Register { peer, relay, daily, hourly } => {
+                Op::Register { peer, session, relay, daily, hourly } => {
                     let peer_id = name("peer", peer);
                     let relay_id: Arc<str> = Arc::from(format!("relay{relay}"));
                     let daily: Vec<(Name, Option<Arc<str>>)> = daily
@@ -204,14 +223,20 @@ proptest! {
                         .map(|(point, drop)| (name("x", point), drop.filter(|&d| d > 0).map(payload)))
                         .collect();
                     let hourly: Vec<Name> = hourly.into_iter().map(|t| name("x", t)).collect();
+                    let owner = Owner {
+                        session: session.into(),
+                        address: AddressGroup::from(IpAddr::from([192, 0, 2, 1])),
+                        key: None,
+                    };
                     let registration = Registration {
                         peer_id: &peer_id,
                         relay_id: &relay_id,
                         daily_points: &daily,
                         hourly_tokens: &hourly,
+                        owner: &owner,
                     };
                     let expected = sorted(model.register(now, &registration));
-                    let actual = sorted(registry.register(now, &registration));
+                    let actual = sorted(registry.register(now, &registration).expect("room"));
                     prop_assert_eq!(actual, expected);
                 }
                 Op::Advance(by) => now += by,

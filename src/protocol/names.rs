@@ -115,6 +115,13 @@ impl TryFrom<String> for PairingCode {
 #[serde(try_from = "String")]
 pub struct PairingKey(Arc<str>);
 
+impl PairingKey {
+    /// The key as sent, shared.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
 impl TryFrom<String> for PairingKey {
     type Error = String;
 

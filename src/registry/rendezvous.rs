@@ -1,6 +1,15 @@
 //! The rendezvous registry: daily meeting points carrying dead drops (kept 48 h) and hourly tokens that
 //! make live matches (kept 3 h).
 //!
+//! Work is bounded by what a request names and what it gets back, never by what others stored: each point
+//! keeps the entries others can find there (daily points: those with a dead drop; hourly tokens: all) in
+//! a dense vector, a lookup stops when its list is full, and the entries a lookup passes over (the asker's
+//! own, expired ones, peers already listed) are limited per request. A full point refuses newcomers
+//! rather than evicting anyone's dead drop, and each address may hold a bounded number of entries.
+//!
+//! An entry can only be replaced by its owner: the session that made it, or a later session proving the
+//! same public key. A peer id taken over by someone else does not overwrite the dead drops left under it.
+//!
 //! Each table keeps one expiry index, ordered by time, with one item per entry; a background sweep drains
 //! it from the front. A re-registration only moves its entry's expiry time forward and leaves the index
 //! alone: the item, still keyed by the earlier time, is moved to the entry's real time when the sweep
@@ -14,14 +23,35 @@ use std::sync::Arc;
 use super::deadlines::{DeadlineKey, Deadlines};
 use crate::clock::Millis;
 use crate::config::RendezvousConfig;
+use crate::peer::{AddressGroup, SessionId};
 use crate::protocol::Name;
 use crate::protocol::message::{DeadDrop, LiveMatch};
+
+/// Entries a lookup may pass over, per list and request, beyond one per point it names: enough for any
+/// honest request (a point is shared by two contacts), and a fixed bound for a crafted one.
+const PASSED_OVER_PER_LIST: usize = 4096;
 
 /// What one registration found.
 #[derive(Debug, Default, PartialEq)]
 pub struct Found {
     pub live_matches: Vec<LiveMatch>,
     pub dead_drops: Vec<DeadDrop>,
+}
+
+/// Who made an entry, and so who may replace it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub session: SessionId,
+    pub address: AddressGroup,
+    /// The public key the session registered its peer id with (its pairing code's, or its relay's).
+    pub key: Option<Arc<str>>,
+}
+
+impl Owner {
+    /// The same session, or a session that registered the same public key.
+    fn may_replace(&self, earlier: &Owner) -> bool {
+        self.session == earlier.session || (self.key.is_some() && self.key == earlier.key)
+    }
 }
 
 /// One peer's registration.
@@ -32,6 +62,16 @@ pub struct Registration<'a> {
     /// Daily points, each with the dead drop to leave there.
     pub daily_points: &'a [(Name, Option<Arc<str>>)],
     pub hourly_tokens: &'a [Name],
+    pub owner: &'a Owner,
+}
+
+/// Why a registration was refused as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the rendezvous registry is full")]
+    RegistryFull,
+    #[error("this address holds as many rendezvous entries as it may")]
+    AddressFull,
 }
 
 /// The result of one bounded sweep step.
@@ -50,12 +90,70 @@ struct Entry {
     expires: Millis,
     /// The entry's one item in the expiry index, filed under a time no later than `expires`.
     deadline: DeadlineKey,
+    owner: Owner,
+    /// Where the peer stands in its point's `findable`, if others can find it.
+    findable_slot: Option<usize>,
 }
 
 impl Entry {
     fn is_live(&self, now: Millis) -> bool {
         now < self.expires
     }
+}
+
+/// The entries at one daily point or hourly token.
+#[derive(Debug, Default)]
+struct Point {
+    entries: HashMap<Name, Entry>,
+    /// The peers others can find here, densely, so that lookups visit only them.
+    findable: Vec<Name>,
+}
+
+impl Point {
+    fn make_findable(&mut self, peer_id: &Name, findable: bool) {
+        let slot = self
+            .entries
+            .get(peer_id)
+            .and_then(|entry| entry.findable_slot);
+        match (findable, slot) {
+            (true, None) => {
+                let slot = self.findable.len();
+                self.findable.push(peer_id.clone());
+                if let Some(entry) = self.entries.get_mut(peer_id) {
+                    entry.findable_slot = Some(slot);
+                }
+            }
+            (false, Some(slot)) => {
+                if let Some(entry) = self.entries.get_mut(peer_id) {
+                    entry.findable_slot = None;
+                }
+                self.findable.swap_remove(slot);
+                if let Some(moved) = self.findable.get(slot)
+                    && let Some(entry) = self.entries.get_mut(moved)
+                {
+                    entry.findable_slot = Some(slot);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, peer_id: &str) -> Option<Entry> {
+        let name = self.entries.get_key_value(peer_id)?.0.clone();
+        self.make_findable(&name, false);
+        self.entries.remove(peer_id)
+    }
+}
+
+/// What became of one entry a registration asked to store.
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    New,
+    Replaced,
+    /// Another owner's entry stays in its place.
+    Kept,
+    /// The point holds as many peers as it may.
+    PointFull,
 }
 
 /// The entry an expiry item stands for.
@@ -65,19 +163,28 @@ struct ExpiryItem {
     peer_id: Name,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Daily,
+    Hourly,
+}
+
 /// The entries of one kind (daily or hourly): point → peer → entry, with their expiry index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Table {
+    kind: Kind,
     ttl: Millis,
-    points: HashMap<Name, HashMap<Name, Entry>>,
+    points: HashMap<Name, Point>,
     expiry: Deadlines<ExpiryItem>,
 }
 
 impl Table {
-    fn new(ttl: Millis) -> Self {
+    fn new(kind: Kind, ttl: Millis) -> Self {
         Self {
+            kind,
             ttl,
-            ..Self::default()
+            points: HashMap::new(),
+            expiry: Deadlines::default(),
         }
     }
 
@@ -85,41 +192,57 @@ impl Table {
         self.expiry.len()
     }
 
-    /// Live entries of other peers at `point`.
-    fn others_at<'a>(
-        &'a self,
-        point: &Name,
-        peer_id: &'a Name,
-        now: Millis,
-    ) -> impl Iterator<Item = (&'a Name, &'a Entry)> {
-        self.points
-            .get(point)
-            .into_iter()
-            .flatten()
-            .filter(move |(other, entry)| *other != peer_id && entry.is_live(now))
+    fn is_findable(&self, dead_drop: &Option<Arc<str>>) -> bool {
+        self.kind == Kind::Hourly || dead_drop.is_some()
     }
 
-    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`. A new entry at a
-    /// point already holding `max_peers` entries takes the place of the one closest to expiry; that peer
-    /// is returned.
+    /// Whether storing `owner`'s entry for `peer_id` at `point` would add an entry to `owner`'s address.
+    fn would_add(&self, point: &Name, peer_id: &Name, owner: &Owner, max_peers: usize) -> bool {
+        match self.points.get(point) {
+            None => true,
+            Some(at_point) => match at_point.entries.get(peer_id) {
+                Some(existing) => {
+                    owner.may_replace(&existing.owner) && existing.owner.address != owner.address
+                }
+                None => at_point.entries.len() < max_peers,
+            },
+        }
+    }
+
+    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`; see [`Stored`].
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         point: &Name,
         peer_id: &Name,
         relay_id: &Arc<str>,
         dead_drop: Option<Arc<str>>,
+        owner: &Owner,
         now: Millis,
         max_peers: usize,
-    ) -> Option<Name> {
+        per_address: &mut HashMap<AddressGroup, usize>,
+    ) -> Stored {
         let expires = now.saturating_add(self.ttl);
-        let at_point = self.points.get_mut(point);
-        if let Some(existing) = at_point.and_then(|at_point| at_point.get_mut(peer_id)) {
+        let findable = self.is_findable(&dead_drop);
+        let at_point = self.points.entry(point.clone()).or_default();
+        if let Some(existing) = at_point.entries.get_mut(peer_id) {
+            if !owner.may_replace(&existing.owner) {
+                return Stored::Kept;
+            }
+            if existing.owner.address != owner.address {
+                forget_one(per_address, existing.owner.address);
+                *per_address.entry(owner.address).or_default() += 1;
+            }
             existing.relay_id = relay_id.clone();
             existing.dead_drop = dead_drop;
             existing.expires = expires;
-            return None;
+            existing.owner = owner.clone();
+            at_point.make_findable(peer_id, findable);
+            return Stored::Replaced;
         }
-        let evicted = self.evict_if_full(point, max_peers);
+        if at_point.entries.len() >= max_peers {
+            return Stored::PointFull;
+        }
         let deadline = self.expiry.insert(
             expires,
             ExpiryItem {
@@ -127,34 +250,32 @@ impl Table {
                 peer_id: peer_id.clone(),
             },
         );
-        let entry = Entry {
-            relay_id: relay_id.clone(),
-            dead_drop,
-            expires,
-            deadline,
-        };
-        self.points
-            .entry(point.clone())
-            .or_default()
-            .insert(peer_id.clone(), entry);
-        evicted
-    }
-
-    fn evict_if_full(&mut self, point: &Name, max_peers: usize) -> Option<Name> {
-        let at_point = self.points.get(point)?;
-        if at_point.len() < max_peers {
-            return None;
-        }
-        let (oldest, _) = at_point.iter().min_by_key(|(_, entry)| entry.expires)?;
-        let oldest = oldest.clone();
-        self.remove(point.as_str(), oldest.as_str());
-        Some(oldest)
+        at_point.entries.insert(
+            peer_id.clone(),
+            Entry {
+                relay_id: relay_id.clone(),
+                dead_drop,
+                expires,
+                deadline,
+                owner: owner.clone(),
+                findable_slot: None,
+            },
+        );
+        at_point.make_findable(peer_id, findable);
+        *per_address.entry(owner.address).or_default() += 1;
+        Stored::New
     }
 
     /// Removes an entry and its expiry item.
-    fn remove(&mut self, point: &str, peer_id: &str) {
+    fn remove(
+        &mut self,
+        point: &str,
+        peer_id: &str,
+        per_address: &mut HashMap<AddressGroup, usize>,
+    ) {
         if let Some(entry) = self.remove_entry(point, peer_id) {
             self.expiry.remove(entry.deadline);
+            forget_one(per_address, entry.owner.address);
         }
     }
 
@@ -162,7 +283,7 @@ impl Table {
     fn remove_entry(&mut self, point: &str, peer_id: &str) -> Option<Entry> {
         let at_point = self.points.get_mut(point)?;
         let removed = at_point.remove(peer_id);
-        if at_point.is_empty() {
+        if at_point.entries.is_empty() {
             self.points.remove(point);
         }
         removed
@@ -175,6 +296,7 @@ impl Table {
         &mut self,
         now: Millis,
         budget: usize,
+        per_address: &mut HashMap<AddressGroup, usize>,
         mut on_removed: impl FnMut(Name, Name),
     ) -> bool {
         for _ in 0..budget {
@@ -184,15 +306,17 @@ impl Table {
             let Some(entry) = self
                 .points
                 .get_mut(&item.point)
-                .and_then(|at_point| at_point.get_mut(&item.peer_id))
+                .and_then(|at_point| at_point.entries.get_mut(&item.peer_id))
             else {
                 debug_assert!(false, "every expiry item stands for an entry");
                 continue;
             };
             if entry.is_live(now) {
                 entry.deadline = self.expiry.insert(entry.expires, item);
-            } else {
-                self.remove_entry(item.point.as_str(), item.peer_id.as_str());
+            } else if let Some(removed) =
+                self.remove_entry(item.point.as_str(), item.peer_id.as_str())
+            {
+                forget_one(per_address, removed.owner.address);
                 on_removed(item.point, item.peer_id);
             }
         }
@@ -200,17 +324,72 @@ impl Table {
     }
 }
 
+/// Takes one entry off an address's count.
+fn forget_one(per_address: &mut HashMap<AddressGroup, usize>, address: AddressGroup) {
+    if let Some(count) = per_address.get_mut(&address) {
+        *count -= 1;
+        if *count == 0 {
+            per_address.remove(&address);
+        }
+    }
+}
+
+/// One list being collected for a reply: bounded in length and in the entries it may pass over.
+struct Collecting<'a, T> {
+    found: &'a mut Vec<T>,
+    max_results: usize,
+    passed_over: usize,
+    may_pass_over: usize,
+}
+
+impl<T> Collecting<'_, T> {
+    fn is_done(&self) -> bool {
+        self.found.len() >= self.max_results || self.passed_over >= self.may_pass_over
+    }
+
+    /// Looks through what others can find at `point`, listing each other live peer not listed yet.
+    fn look_at(
+        &mut self,
+        table: &Table,
+        point: &Name,
+        peer_id: &Name,
+        now: Millis,
+        seen: &mut HashSet<Name>,
+        make: impl Fn(&Name, &Entry) -> T,
+    ) {
+        let Some(at_point) = table.points.get(point) else {
+            return;
+        };
+        for other in &at_point.findable {
+            if self.is_done() {
+                return;
+            }
+            let entry = &at_point.entries[other];
+            if other == peer_id || !entry.is_live(now) || !seen.insert(other.clone()) {
+                self.passed_over += 1;
+                continue;
+            }
+            self.found.push(make(other, entry));
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RendezvousRegistry {
     /// Entries in each of `liveMatches` and `deadDrops` of one reply.
     max_results: usize,
-    /// Peers at one daily point, and at one hourly token; a newcomer takes the place of the entry
-    /// closest to expiry.
+    /// Peers at one daily point, and at one hourly token.
     max_peers_per_point: usize,
+    /// Entries in all, daily and hourly.
+    max_entries: usize,
+    /// Entries made from one address.
+    max_entries_per_address: usize,
     daily: Table,
     hourly: Table,
     /// The hourly tokens each peer holds, so that a peer's live entries go when its session does.
     hourly_by_peer: HashMap<Name, HashSet<Name>>,
+    /// Entries held per address.
+    per_address: HashMap<AddressGroup, usize>,
     /// Peers already reported in the registration being answered; kept to reuse its allocation.
     seen: HashSet<Name>,
 }
@@ -220,90 +399,128 @@ impl RendezvousRegistry {
         Self {
             max_results: config.max_rendezvous_results,
             max_peers_per_point: config.max_peers_per_point,
-            daily: Table::new(config.daily_ttl()),
-            hourly: Table::new(config.hourly_ttl()),
+            max_entries: config.max_rendezvous_entries,
+            max_entries_per_address: config.max_rendezvous_entries_per_address,
+            daily: Table::new(Kind::Daily, config.daily_ttl()),
+            hourly: Table::new(Kind::Hourly, config.hourly_ttl()),
             hourly_by_peer: HashMap::new(),
+            per_address: HashMap::new(),
             seen: HashSet::new(),
         }
     }
 
     /// Collects what other peers left at these points and tokens, then stores this peer's entries
-    /// (replacing its earlier ones at the same points and tokens). Each other peer appears at most once
-    /// in each list, named with the first point or token where it was found; each list holds at most
-    /// `max_results` entries.
+    /// (replacing its earlier ones at the same points and tokens, where it owns them). Each other peer
+    /// appears at most once in each list, named with the first point or token where it was found; each
+    /// list holds at most `max_results` entries. Refused as a whole, storing nothing, when the entries it
+    /// would add do not fit the registry or its owner's address.
     ///
     /// If `now` went back between calls, entries would still expire correctly for lookups, but the sweep
     /// might reach some of them late; the server's clock is monotonic.
-    pub fn register(&mut self, now: Millis, registration: &Registration<'_>) -> Found {
+    pub fn register(
+        &mut self,
+        now: Millis,
+        registration: &Registration<'_>,
+    ) -> Result<Found, Refused> {
         let Registration {
             peer_id,
             relay_id,
             daily_points,
             hourly_tokens,
+            owner,
         } = *registration;
-        let (max_results, max_peers_per_point) = (self.max_results, self.max_peers_per_point);
-        let mut found = Found::default();
+        let max_peers = self.max_peers_per_point;
+        let adding = daily_points
+            .iter()
+            .filter(|(point, _)| self.daily.would_add(point, peer_id, owner, max_peers))
+            .count()
+            + hourly_tokens
+                .iter()
+                .filter(|token| self.hourly.would_add(token, peer_id, owner, max_peers))
+                .count();
+        if self.len() + adding > self.max_entries {
+            return Err(Refused::RegistryFull);
+        }
+        let held = self.per_address.get(&owner.address).copied().unwrap_or(0);
+        if held + adding > self.max_entries_per_address {
+            return Err(Refused::AddressFull);
+        }
 
+        let mut found = Found::default();
+        let mut dead_drops = Collecting {
+            found: &mut found.dead_drops,
+            max_results: self.max_results,
+            passed_over: 0,
+            may_pass_over: daily_points.len() + PASSED_OVER_PER_LIST,
+        };
         for (point, dead_drop) in daily_points {
-            for (other, entry) in self.daily.others_at(point, peer_id, now) {
-                if found.dead_drops.len() == max_results {
-                    break;
-                }
-                if let Some(payload) = &entry.dead_drop
-                    && self.seen.insert(other.clone())
-                {
-                    found.dead_drops.push(DeadDrop {
-                        peer_id: other.clone(),
-                        dead_drop: payload.clone(),
-                        relay_id: entry.relay_id.clone(),
-                        meeting_point: point.clone(),
-                    });
-                }
-            }
+            dead_drops.look_at(
+                &self.daily,
+                point,
+                peer_id,
+                now,
+                &mut self.seen,
+                |other, entry| DeadDrop {
+                    peer_id: other.clone(),
+                    dead_drop: entry
+                        .dead_drop
+                        .clone()
+                        .expect("findable daily entries have a drop"),
+                    relay_id: entry.relay_id.clone(),
+                    meeting_point: point.clone(),
+                },
+            );
             self.daily.store(
                 point,
                 peer_id,
                 relay_id,
                 dead_drop.clone(),
+                owner,
                 now,
-                max_peers_per_point,
+                max_peers,
+                &mut self.per_address,
             );
         }
-
         self.forget_seen();
+
+        let mut live_matches = Collecting {
+            found: &mut found.live_matches,
+            max_results: self.max_results,
+            passed_over: 0,
+            may_pass_over: hourly_tokens.len() + PASSED_OVER_PER_LIST,
+        };
         for token in hourly_tokens {
-            for (other, entry) in self.hourly.others_at(token, peer_id, now) {
-                if found.live_matches.len() == max_results {
-                    break;
-                }
-                if self.seen.insert(other.clone()) {
-                    found.live_matches.push(LiveMatch {
-                        peer_id: other.clone(),
-                        relay_id: entry.relay_id.clone(),
-                        meeting_point: token.clone(),
-                    });
-                }
-            }
-            let evicted =
-                self.hourly
-                    .store(token, peer_id, relay_id, None, now, max_peers_per_point);
-            if let Some(evicted) = evicted {
-                forget_hourly_token(&mut self.hourly_by_peer, &evicted, token);
-            }
-            match self.hourly_by_peer.get_mut(peer_id) {
-                Some(tokens) => {
-                    if !tokens.contains(token) {
-                        tokens.insert(token.clone());
-                    }
-                }
-                None => {
-                    self.hourly_by_peer
-                        .insert(peer_id.clone(), HashSet::from([token.clone()]));
-                }
+            live_matches.look_at(
+                &self.hourly,
+                token,
+                peer_id,
+                now,
+                &mut self.seen,
+                |other, entry| LiveMatch {
+                    peer_id: other.clone(),
+                    relay_id: entry.relay_id.clone(),
+                    meeting_point: token.clone(),
+                },
+            );
+            let stored = self.hourly.store(
+                token,
+                peer_id,
+                relay_id,
+                None,
+                owner,
+                now,
+                max_peers,
+                &mut self.per_address,
+            );
+            if stored == Stored::New {
+                self.hourly_by_peer
+                    .entry(peer_id.clone())
+                    .or_default()
+                    .insert(token.clone());
             }
         }
         self.forget_seen();
-        found
+        Ok(found)
     }
 
     fn forget_seen(&mut self) {
@@ -318,7 +535,8 @@ impl RendezvousRegistry {
     /// Its daily points stay: dead drops are for peers that are offline.
     pub fn remove_hourly(&mut self, peer_id: &str) {
         for token in self.hourly_by_peer.remove(peer_id).into_iter().flatten() {
-            self.hourly.remove(token.as_str(), peer_id);
+            self.hourly
+                .remove(token.as_str(), peer_id, &mut self.per_address);
         }
     }
 
@@ -326,12 +544,16 @@ impl RendezvousRegistry {
     /// caller's lock for long.
     pub fn sweep(&mut self, now: Millis, budget: usize) -> Swept {
         let mut removed = 0;
-        let daily_done = self.daily.sweep(now, budget, |_, _| removed += 1);
+        let daily_done = self
+            .daily
+            .sweep(now, budget, &mut self.per_address, |_, _| removed += 1);
         let hourly_by_peer = &mut self.hourly_by_peer;
-        let hourly_done = self.hourly.sweep(now, budget, |token, peer_id| {
-            removed += 1;
-            forget_hourly_token(hourly_by_peer, &peer_id, &token);
-        });
+        let hourly_done =
+            self.hourly
+                .sweep(now, budget, &mut self.per_address, |token, peer_id| {
+                    removed += 1;
+                    forget_hourly_token(hourly_by_peer, &peer_id, &token);
+                });
         Swept {
             removed,
             done: daily_done && hourly_done,
@@ -345,6 +567,11 @@ impl RendezvousRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entries made from `address`, expired or not.
+    pub fn held_by(&self, address: AddressGroup) -> usize {
+        self.per_address.get(&address).copied().unwrap_or(0)
     }
 }
 
@@ -375,14 +602,35 @@ mod tests {
     struct Peer {
         id: Name,
         relay: Arc<str>,
+        owner: Owner,
+    }
+
+    fn address(last: u8) -> AddressGroup {
+        AddressGroup::from(std::net::IpAddr::from([192, 0, 2, last]))
     }
 
     impl Peer {
+        /// A peer whose session is named after its id, so that the same id is the same owner.
         fn new(id: &str, relay: &str) -> Self {
+            let session = id.bytes().fold(0, |hash: u64, b| hash * 31 + u64::from(b));
+            Self::owned(id, relay, session, None)
+        }
+
+        fn owned(id: &str, relay: &str, session: SessionId, key: Option<&str>) -> Self {
             Self {
                 id: name(id),
                 relay: relay.into(),
+                owner: Owner {
+                    session,
+                    address: address(1),
+                    key: key.map(Arc::from),
+                },
             }
+        }
+
+        fn at_address(mut self, last: u8) -> Self {
+            self.owner.address = address(last);
+            self
         }
 
         fn daily(
@@ -395,28 +643,34 @@ mod tests {
                 .iter()
                 .map(|(point, drop)| (name(point), drop.map(Arc::from)))
                 .collect();
-            registry.register(
-                now,
-                &Registration {
-                    peer_id: &self.id,
-                    relay_id: &self.relay,
-                    daily_points: &points,
-                    hourly_tokens: &[],
-                },
-            )
+            registry
+                .register(
+                    now,
+                    &Registration {
+                        peer_id: &self.id,
+                        relay_id: &self.relay,
+                        daily_points: &points,
+                        hourly_tokens: &[],
+                        owner: &self.owner,
+                    },
+                )
+                .expect("room for the entries")
         }
 
         fn hourly(&self, registry: &mut RendezvousRegistry, now: Millis, tokens: &[&str]) -> Found {
             let tokens: Vec<_> = tokens.iter().map(|t| name(t)).collect();
-            registry.register(
-                now,
-                &Registration {
-                    peer_id: &self.id,
-                    relay_id: &self.relay,
-                    daily_points: &[],
-                    hourly_tokens: &tokens,
-                },
-            )
+            registry
+                .register(
+                    now,
+                    &Registration {
+                        peer_id: &self.id,
+                        relay_id: &self.relay,
+                        daily_points: &[],
+                        hourly_tokens: &tokens,
+                        owner: &self.owner,
+                    },
+                )
+                .expect("room for the entries")
         }
     }
 
@@ -609,32 +863,153 @@ mod tests {
     }
 
     #[test]
-    fn a_full_point_makes_room_by_dropping_the_entry_closest_to_expiry() {
+    fn a_full_point_refuses_newcomers_and_keeps_everyones_dead_drop() {
         let config = RendezvousConfig {
-            max_rendezvous_results: 100,
             max_peers_per_point: 3,
             ..RendezvousConfig::default()
         };
         let mut registry = RendezvousRegistry::new(&config);
-        for (i, peer) in ["p0", "p1", "p2", "p3"].into_iter().enumerate() {
-            Peer::new(peer, "").hourly(&mut registry, START + i as Millis, &["crowded"]);
+        for peer in ["p0", "p1", "p2", "p3"] {
+            Peer::new(peer, "").daily(&mut registry, START, &[("crowded", Some(peer))]);
         }
-        assert_eq!(registry.len(), 3);
-        let found = Peer::new("late", "").hourly(&mut registry, START + 10, &["other"]);
-        assert!(found.live_matches.is_empty());
-        let mut peers: Vec<_> = Peer::new("probe", "")
-            .hourly(&mut registry, START + 11, &["crowded"])
-            .live_matches
+        assert_eq!(registry.len(), 3, "p3 was not stored");
+        let mut found: Vec<_> = Peer::new("probe", "")
+            .daily(&mut registry, START + 1, &[("crowded", None)])
+            .dead_drops
             .into_iter()
-            .map(|m| m.peer_id.to_string())
+            .map(|drop| drop.peer_id.to_string())
             .collect();
-        peers.sort();
-        assert_eq!(peers, ["p1", "p2", "p3"], "p0 made room for p3");
-        // The probe's own entry then took p1's place.
-        assert_eq!(registry.len(), 4);
-        assert!(!registry.hourly_by_peer.contains_key("p0"));
-        assert!(!registry.hourly_by_peer.contains_key("p1"));
-        assert_eq!(registry.hourly.expiry.len(), registry.len());
+        found.sort();
+        assert_eq!(found, ["p0", "p1", "p2"], "nobody's dead drop made room");
+        assert_eq!(registry.len(), 3, "nor did the probe's entry");
+        // The owners still update their own entries at the full point.
+        Peer::new("p1", "").daily(&mut registry, START + 2, &[("crowded", Some("new"))]);
+        let found = Peer::new("probe", "").daily(&mut registry, START + 3, &[("crowded", None)]);
+        assert!(
+            found
+                .dead_drops
+                .iter()
+                .any(|drop| &*drop.dead_drop == "new")
+        );
+    }
+
+    #[test]
+    fn a_peer_id_taken_over_by_another_owner_keeps_the_earlier_dead_drop() {
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
+        let victim = Peer::owned("PHONE2", "", 1, Some("victim-key"));
+        victim.daily(&mut registry, START, &[("d", Some("for-my-contact"))]);
+        let thief = Peer::owned("PHONE2", "", 2, Some("thief-key"));
+        thief.daily(&mut registry, START + 1, &[("d", Some("forged"))]);
+        let keyless = Peer::owned("PHONE2", "", 3, None);
+        keyless.daily(&mut registry, START + 2, &[("d", Some("forged"))]);
+        let found = Peer::new("contact", "").daily(&mut registry, START + 3, &[("d", None)]);
+        assert_eq!(&*found.dead_drops[0].dead_drop, "for-my-contact");
+        // The owner, back with its key on a new session, replaces it.
+        let returning = Peer::owned("PHONE2", "", 4, Some("victim-key"));
+        returning.daily(&mut registry, START + 4, &[("d", Some("updated"))]);
+        let found = Peer::new("contact", "").daily(&mut registry, START + 5, &[("d", None)]);
+        assert_eq!(&*found.dead_drops[0].dead_drop, "updated");
+    }
+
+    #[test]
+    fn one_address_holds_a_bounded_number_of_entries() {
+        let config = RendezvousConfig {
+            max_rendezvous_entries_per_address: 4,
+            ..RendezvousConfig::default()
+        };
+        let mut registry = RendezvousRegistry::new(&config);
+        let points: Vec<_> = (0..3).map(|i| (name(&format!("d{i}")), None)).collect();
+        let register = |registry: &mut RendezvousRegistry, peer: &Peer, points| {
+            registry.register(
+                START,
+                &Registration {
+                    peer_id: &peer.id,
+                    relay_id: &peer.relay,
+                    daily_points: points,
+                    hourly_tokens: &[],
+                    owner: &peer.owner,
+                },
+            )
+        };
+        let first = Peer::new("first", "");
+        register(&mut registry, &first, &points).unwrap();
+        register(&mut registry, &first, &points).expect("re-registering adds nothing");
+        let second = Peer::new("second", "");
+        assert_eq!(
+            register(&mut registry, &second, &points),
+            Err(Refused::AddressFull),
+            "3 more would make 6"
+        );
+        assert_eq!(registry.len(), 3, "a refused registration stores nothing");
+        let elsewhere = Peer::new("second", "").at_address(2);
+        register(&mut registry, &elsewhere, &points).expect("another address has room");
+        assert_eq!(registry.held_by(address(1)), 3);
+        assert_eq!(registry.held_by(address(2)), 3);
+        registry.sweep(START + 48 * HOUR, usize::MAX);
+        assert_eq!(
+            registry.held_by(address(1)),
+            0,
+            "expired entries leave the count"
+        );
+    }
+
+    #[test]
+    fn lookups_pass_over_a_bounded_number_of_entries_whatever_others_stored() {
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig {
+            max_rendezvous_entries_per_address: 5_000_000,
+            ..RendezvousConfig::default()
+        });
+        // 50 peers, each at the same 1000 hourly tokens: every token after the first holds only peers
+        // already listed.
+        let tokens: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        for i in 0..50 {
+            Peer::new(&format!("crowd{i}"), "").hourly(&mut registry, START, &tokens);
+        }
+        let probe = Peer::new("probe", "");
+        let found = probe.hourly(&mut registry, START, &tokens);
+        assert_eq!(found.live_matches.len(), 50);
+        // Daily points without dead drops cost lookups nothing.
+        let points: Vec<_> = tokens.iter().map(|t| (*t, None)).collect();
+        for i in 0..50 {
+            Peer::new(&format!("crowd{i}"), "").daily(&mut registry, START, &points);
+        }
+        let mut passed_over = Collecting {
+            found: &mut Vec::new(),
+            max_results: 100,
+            passed_over: 0,
+            may_pass_over: usize::MAX,
+        };
+        for point in &tokens {
+            passed_over.look_at(
+                &registry.daily,
+                &name(point),
+                &probe.id,
+                START,
+                &mut HashSet::new(),
+                |_, _| (),
+            );
+        }
+        assert_eq!(passed_over.passed_over, 0, "no findable entry at any point");
+        let mut bounded = Collecting {
+            found: &mut Vec::new(),
+            max_results: 100,
+            passed_over: 0,
+            may_pass_over: 10,
+        };
+        let mut seen = HashSet::new();
+        for token in &tokens {
+            bounded.look_at(
+                &registry.hourly,
+                &name(token),
+                &probe.id,
+                START,
+                &mut seen,
+                |_, _| (),
+            );
+        }
+        assert_eq!(bounded.found.len(), 50, "the crowd, once each");
+        assert_eq!(bounded.passed_over, 10, "then it stopped looking");
     }
 
     #[test]

@@ -21,10 +21,11 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 
 use tracing::debug;
 
-use crate::admission::{Admission, Admissions, OverCapacity, SessionId};
+use crate::admission::{Admission, Admissions, OverCapacity};
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::identity::ServerIdentity;
+use crate::peer::SessionId;
 use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
 use crate::push::{PushReceiver, push_queue};
 use crate::rate::{RateLimit, TokenBucket};
@@ -108,6 +109,7 @@ impl Sessions {
             shared: self.0.clone(),
             recipient: Recipient {
                 id: admission.id(),
+                address: admission.address(),
                 pushes,
             },
             _admission: admission,
@@ -162,6 +164,10 @@ pub enum Failure {
     CodeCollision,
     #[error("the rendezvous registry is full; try again later")]
     RegistryFull,
+    #[error(
+        "this address holds as many rendezvous entries as it may; try again when some have expired"
+    )]
+    AddressFull,
     #[error("{0}")]
     PairError(&'static str),
     #[error("{0}")]
@@ -189,7 +195,7 @@ impl Failure {
             Self::RateLimited => ErrorCode::RateLimited,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
-            Self::RegistryFull => ErrorCode::OverCapacity,
+            Self::RegistryFull | Self::AddressFull => ErrorCode::OverCapacity,
             Self::Internal => ErrorCode::Internal,
             Self::CodeCollision => {
                 return ServerMessage::CodeCollision {

@@ -10,6 +10,7 @@ use super::fields::{RequestError, fields_of, invalid};
 use super::{Failure, Session, check_acts_as};
 use crate::config::SessionConfig;
 use crate::protocol::{Name, ServerMessage};
+use crate::registry::rendezvous::Refused;
 use crate::state::{RendezvousRefused, RendezvousRegistration};
 
 #[derive(Debug, PartialEq)]
@@ -117,7 +118,8 @@ impl Session {
             .register_rendezvous(&self.recipient, !bound, registration)
             .await?
             .map_err(|refused| match refused {
-                RendezvousRefused::Full => Failure::RegistryFull,
+                RendezvousRefused::NoRoom(Refused::RegistryFull) => Failure::RegistryFull,
+                RendezvousRefused::NoRoom(Refused::AddressFull) => Failure::AddressFull,
                 RendezvousRefused::PeerIdTaken => Failure::PeerIdTaken,
             })?;
         if !bound {

@@ -20,9 +20,9 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admission::SessionId;
 use crate::clock::{Clock, Millis};
 use crate::config::{PairingConfig, RendezvousConfig};
+use crate::peer::{AddressGroup, SessionId};
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::push::PushSender;
@@ -37,6 +37,8 @@ pub use rendezvous::{RendezvousRefused, RendezvousRegistration};
 #[derive(Clone, Debug)]
 pub struct Recipient {
     pub id: SessionId,
+    /// Where its connection came from: per-address quotas count by it.
+    pub address: AddressGroup,
     pub pushes: PushSender,
 }
 
@@ -112,7 +114,6 @@ struct Registries {
     rendezvous: RendezvousRegistry,
     pairing: PairingRegistry,
     rng: SmallRng,
-    max_rendezvous_entries: usize,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -143,7 +144,6 @@ impl SharedState {
             rendezvous: RendezvousRegistry::new(rendezvous),
             pairing: PairingRegistry::new(pairing),
             rng,
-            max_rendezvous_entries: rendezvous.max_rendezvous_entries,
         };
         let (operations, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(LiveCounts::default());

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::Recipient;
-use crate::admission::SessionId;
+use crate::peer::SessionId;
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::push::PushSender;
@@ -75,6 +75,13 @@ impl NameOwners {
         }
     }
 
+    /// Whether a session other than `session` holds `name`.
+    pub fn is_held_by_another(&self, name: &Name, session: SessionId) -> bool {
+        self.holders
+            .get(name)
+            .is_some_and(|holder| holder.session != session)
+    }
+
     /// Queues a push for whichever live session holds `name`. Returns false when none does.
     pub fn push(&self, name: &str, message: ServerMessage) -> bool {
         match self.holders.get(name) {
@@ -133,7 +140,15 @@ mod tests {
 
     fn recipient(id: SessionId) -> (Recipient, crate::push::PushReceiver) {
         let (pushes, receiver) = push_queue(4, 1 << 20);
-        (Recipient { id, pushes }, receiver)
+        let address = crate::peer::AddressGroup::from(std::net::IpAddr::from([127, 0, 0, 1]));
+        (
+            Recipient {
+                id,
+                address,
+                pushes,
+            },
+            receiver,
+        )
     }
 
     #[test]

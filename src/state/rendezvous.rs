@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::owners::Role;
-use super::{Recipient, SharedState, StateFailed};
+use super::{Recipient, Registries, SharedState, StateFailed};
 use crate::protocol::message::LiveMatch;
 use crate::protocol::{Name, ServerMessage};
+use crate::registry::rendezvous::{Owner, Refused};
 use crate::registry::{Found, Registration, Swept};
 
 /// Entries removed per lock acquisition while sweeping, so that requests wait at most one small batch.
@@ -15,8 +16,8 @@ const SWEEP_BATCH: usize = 4096;
 /// Why a rendezvous registration was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RendezvousRefused {
-    #[error("the rendezvous registry is full")]
-    Full,
+    #[error(transparent)]
+    NoRoom(#[from] Refused),
     #[error("the peer id is held by another session")]
     PeerIdTaken,
 }
@@ -29,6 +30,17 @@ pub struct RendezvousRegistration {
     /// Daily points, each with the dead drop to leave there.
     pub daily_points: Vec<(Name, Option<Arc<str>>)>,
     pub hourly_tokens: Vec<Name>,
+}
+
+impl Registries {
+    /// The public key a peer id was registered with, which makes its owner: its pairing code's key, or
+    /// its relay's.
+    fn owner_key(&self, peer_id: &Name) -> Option<Arc<str>> {
+        match self.owners.code_key(peer_id.as_str()) {
+            Some(key) => Some(key.shared()),
+            None => self.relays.get(peer_id.as_str())?.public_key,
+        }
+    }
 }
 
 impl SharedState {
@@ -44,24 +56,34 @@ impl SharedState {
     ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
         let session = session.clone();
         self.run(move |registries, now| {
-            let registration = Registration {
-                peer_id: &registration.peer_id,
-                relay_id: &registration.relay_id,
-                daily_points: &registration.daily_points,
-                hourly_tokens: &registration.hourly_tokens,
-            };
-            // Counting every point as new is conservative (re-registrations replace), and O(1).
-            let adding = registration.daily_points.len() + registration.hourly_tokens.len();
-            if registries.rendezvous.len() + adding > registries.max_rendezvous_entries {
-                return Err(RendezvousRefused::Full);
+            if bind_peer_id
+                && registries
+                    .owners
+                    .is_held_by_another(&registration.peer_id, session.id)
+            {
+                return Err(RendezvousRefused::PeerIdTaken);
             }
+            let owner = Owner {
+                session: session.id,
+                address: session.address,
+                key: registries.owner_key(&registration.peer_id),
+            };
+            let found = registries.rendezvous.register(
+                now,
+                &Registration {
+                    peer_id: &registration.peer_id,
+                    relay_id: &registration.relay_id,
+                    daily_points: &registration.daily_points,
+                    hourly_tokens: &registration.hourly_tokens,
+                    owner: &owner,
+                },
+            )?;
             if bind_peer_id {
                 registries
                     .owners
-                    .bind(registration.peer_id, &session, Role::RelayId)
+                    .bind(&registration.peer_id, &session, Role::RelayId)
                     .map_err(|_| RendezvousRefused::PeerIdTaken)?;
             }
-            let found = registries.rendezvous.register(now, &registration);
             for earlier in &found.live_matches {
                 registries.owners.push(
                     earlier.peer_id.as_str(),
