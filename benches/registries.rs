@@ -49,7 +49,7 @@ const OWNER: Owner = Owner {
 /// peers per point.
 fn filled_rendezvous(entries: usize) -> RendezvousRegistry {
     let mut registry = RendezvousRegistry::new(&RendezvousConfig {
-        max_rendezvous_entries_per_address: usize::MAX,
+        max_rendezvous_entries_per_ip: usize::MAX,
         ..RendezvousConfig::default()
     });
     let relay: Arc<str> = Arc::from("relay");

@@ -159,6 +159,23 @@ pub struct AdmissionConfig {
     /// Most concurrent sessions from one address (an IPv4 address, or an IPv6 /64).
     #[arg(long, env = "ZAJEL_MAX_SESSIONS_PER_IP", default_value_t = 1024)]
     pub max_sessions_per_ip: usize,
+
+    /// Most connections in their handshake at once (TLS, QUIC, HTTP head, WebSocket upgrade).
+    #[arg(long, env = "ZAJEL_MAX_HANDSHAKES", default_value_t = 4096)]
+    pub max_handshakes: usize,
+
+    /// Most connections from one address in their handshake at once.
+    #[arg(long, env = "ZAJEL_MAX_HANDSHAKES_PER_IP", default_value_t = 64)]
+    pub max_handshakes_per_ip: usize,
+
+    /// Rendezvous entries the sessions of one address may register per minute, together (and at once);
+    /// past it their registrations get `rate_limited`.
+    #[arg(
+        long,
+        env = "ZAJEL_RENDEZVOUS_ENTRIES_PER_MINUTE_PER_IP",
+        default_value_t = 20_000
+    )]
+    pub rendezvous_entries_per_minute_per_ip: u32,
 }
 
 /// What one session may send and have queued.
@@ -228,10 +245,10 @@ pub struct RendezvousConfig {
     /// past it that address's registrations get `over_capacity` until its entries expire.
     #[arg(
         long,
-        env = "ZAJEL_MAX_RENDEZVOUS_ENTRIES_PER_ADDRESS",
+        env = "ZAJEL_MAX_RENDEZVOUS_ENTRIES_PER_IP",
         default_value_t = 20_000
     )]
-    pub max_rendezvous_entries_per_address: usize,
+    pub max_rendezvous_entries_per_ip: usize,
 
     /// Most entries in each of `liveMatches` and `deadDrops` of one reply.
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
@@ -257,6 +274,18 @@ pub struct PairingConfig {
     /// Pending pairing requests one pairing code may have waiting for it.
     #[arg(long, env = "ZAJEL_MAX_PENDING_PAIRS", default_value_t = 10)]
     pub max_pending_pairs: usize,
+
+    /// Of one pairing code's pending requests, most from one address (an IPv4 address, or an IPv6 /64).
+    #[arg(
+        long,
+        env = "ZAJEL_MAX_PENDING_PAIRS_PER_IP_PER_CODE",
+        default_value_t = 2
+    )]
+    pub max_pending_pairs_per_ip_per_code: usize,
+
+    /// Pending pairing and link requests from one address, to all codes together.
+    #[arg(long, env = "ZAJEL_MAX_PENDING_REQUESTS_PER_IP", default_value_t = 32)]
+    pub max_pending_requests_per_ip: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -433,9 +462,15 @@ impl Config {
             "must hold at least one full registration (2 x max_list_entries)",
         )?;
         check(
-            "max_rendezvous_entries_per_address",
+            "rendezvous_entries_per_minute_per_ip",
+            self.admission.rendezvous_entries_per_minute_per_ip as usize
+                >= self.sessions.max_list_entries * 2,
+            "must allow at least one full registration (2 x max_list_entries)",
+        )?;
+        check(
+            "max_rendezvous_entries_per_ip",
             (self.sessions.max_list_entries * 2..=self.rendezvous.max_rendezvous_entries)
-                .contains(&self.rendezvous.max_rendezvous_entries_per_address),
+                .contains(&self.rendezvous.max_rendezvous_entries_per_ip),
             "must hold at least one full registration (2 x max_list_entries), and at most \
              max_rendezvous_entries",
         )
@@ -486,12 +521,15 @@ impl TransportConfig {
 
 impl AdmissionConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        check("max_sessions", self.max_sessions >= 1, "must be at least 1")?;
-        check(
-            "max_sessions_per_ip",
-            self.max_sessions_per_ip >= 1,
-            "must be at least 1",
-        )
+        for (name, value) in [
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_ip", self.max_sessions_per_ip),
+            ("max_handshakes", self.max_handshakes),
+            ("max_handshakes_per_ip", self.max_handshakes_per_ip),
+        ] {
+            check(name, value >= 1, "must be at least 1")?;
+        }
+        Ok(())
     }
 }
 
@@ -565,6 +603,16 @@ impl PairingConfig {
             "max_pending_pairs",
             (1..=1000).contains(&self.max_pending_pairs),
             "must be 1 to 1000",
+        )?;
+        check(
+            "max_pending_pairs_per_ip_per_code",
+            (1..=self.max_pending_pairs).contains(&self.max_pending_pairs_per_ip_per_code),
+            "must be 1 to max_pending_pairs",
+        )?;
+        check(
+            "max_pending_requests_per_ip",
+            self.max_pending_requests_per_ip >= 1,
+            "must be at least 1",
         )
     }
 

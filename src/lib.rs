@@ -117,10 +117,10 @@ impl Server {
                 addr: listen.quic_listen,
                 source,
             })?;
-        let state = SharedState::new(clock, &rendezvous, &pairing);
+        let state = SharedState::new(clock.clone(), &rendezvous, &pairing);
         let sessions = Sessions::new(
             state,
-            Admissions::new(admission),
+            Admissions::new(admission, clock),
             sessions,
             ServerIdentity::new(&identity, &server_key),
         );

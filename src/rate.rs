@@ -26,16 +26,31 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Millis) -> bool {
-        let elapsed = now.saturating_sub(self.refilled_at) as f64;
-        let earned = elapsed * f64::from(self.limit.per_minute) / 60_000.0;
-        self.tokens = (self.tokens + earned).min(f64::from(self.limit.burst));
-        self.refilled_at = self.refilled_at.max(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        self.try_take_n(now, 1.0)
+    }
+
+    /// Takes `cost` tokens if there are that many; otherwise takes none.
+    pub fn try_take_n(&mut self, now: Millis, cost: f64) -> bool {
+        self.refill(now);
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket holds its whole burst at `now`.
+    pub fn is_full(&mut self, now: Millis) -> bool {
+        self.refill(now);
+        self.tokens >= f64::from(self.limit.burst)
+    }
+
+    fn refill(&mut self, now: Millis) {
+        let elapsed = now.saturating_sub(self.refilled_at) as f64;
+        let earned = elapsed * f64::from(self.limit.per_minute) / 60_000.0;
+        self.tokens = (self.tokens + earned).min(f64::from(self.limit.burst));
+        self.refilled_at = self.refilled_at.max(now);
     }
 }
 
@@ -58,6 +73,12 @@ mod tests {
         assert!(bucket.try_take(600));
         assert!(!bucket.try_take(600));
         // A long pause refills up to the burst, not beyond.
+        assert!(bucket.is_full(3_600_000));
         assert_eq!((0..200).filter(|_| bucket.try_take(3_600_000)).count(), 100);
+        assert!(
+            !bucket.try_take_n(3_600_000 + 600, 2.0),
+            "a cost over what is left takes nothing"
+        );
+        assert!(bucket.try_take(3_600_000 + 600));
     }
 }

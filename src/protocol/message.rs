@@ -82,11 +82,13 @@ pub enum ServerMessage {
     PairError {
         error: &'static str,
     },
-    /// To the phone: a web client asks to attach to it.
+    /// To the phone: a web client asks to attach to it. `web_client_code` tells the phone's user which
+    /// web client asks (its own screen shows its code), so that another one cannot pass for it.
     LinkRequest {
         link_code: Name,
         public_key: PairingKey,
         device_name: Option<String>,
+        web_client_code: Name,
         expires_in: u64,
     },
     /// To the web client, once the phone accepted.

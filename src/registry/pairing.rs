@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use super::deadlines::{DeadlineKey, Deadlines};
 use crate::clock::Millis;
 use crate::config::PairingConfig;
+use crate::peer::AddressGroup;
 use crate::protocol::Name;
 use crate::protocol::names::PairingKey;
 
@@ -21,6 +22,8 @@ use crate::protocol::names::PairingKey;
 pub enum RequestRefused {
     ToSelf,
     TargetFull,
+    /// The requester's address has as many requests waiting for this target, or in all, as it may.
+    AddressFull,
 }
 
 /// A web client's request to attach to a phone, waiting for the phone's answer.
@@ -31,9 +34,14 @@ pub struct PendingLink {
     pub device_name: Option<String>,
 }
 
-/// The phone already has a pending link request from another web client.
+/// Why a link request was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub struct LinkBusy;
+pub enum LinkRefused {
+    /// The phone has a pending link request from another web client.
+    Busy,
+    /// The web client's address has as many requests waiting as it may.
+    AddressFull,
+}
 
 /// Something that happened to pending requests, for the server to tell the sessions concerned.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,11 +63,20 @@ enum Timer {
     LinkExpiry { web_client: Name, phone: Name },
 }
 
-/// A pairing request's two timers.
+/// A pairing request's two timers, and where it came from.
 #[derive(Debug)]
 struct Pending {
     warning: DeadlineKey,
     expiry: DeadlineKey,
+    address: AddressGroup,
+}
+
+/// A link request waiting for the phone, with its timer and where it came from.
+#[derive(Debug)]
+struct WaitingLink {
+    link: PendingLink,
+    timer: DeadlineKey,
+    address: AddressGroup,
 }
 
 #[derive(Debug)]
@@ -69,13 +86,19 @@ pub struct PairingRegistry {
     /// How long before the timeout both sides of a pairing request are warned.
     warning: Millis,
     max_pending_per_target: usize,
-    /// Link requests by phone, with their expiry timer.
-    links: HashMap<Name, (PendingLink, DeadlineKey)>,
+    max_pending_per_address: usize,
+    max_pending_per_target_from_address: usize,
+    /// Link requests by phone.
+    links: HashMap<Name, WaitingLink>,
     /// The phones each web client has asked to attach to.
     links_by_web_client: HashMap<Name, HashSet<Name>>,
     pending: HashMap<(Name, Name), Pending>,
     by_target: HashMap<Name, HashSet<Name>>,
     by_requester: HashMap<Name, HashSet<Name>>,
+    /// Pending pairing and link requests per requesting address.
+    per_address: HashMap<AddressGroup, usize>,
+    /// Pending pairing requests per target and requesting address.
+    per_target_and_address: HashMap<(Name, AddressGroup), usize>,
     timers: Deadlines<Timer>,
 }
 
@@ -85,11 +108,15 @@ impl PairingRegistry {
             expiry: config.expiry(),
             warning: config.warning(),
             max_pending_per_target: config.max_pending_pairs,
+            max_pending_per_address: config.max_pending_requests_per_ip,
+            max_pending_per_target_from_address: config.max_pending_pairs_per_ip_per_code,
             links: HashMap::new(),
             links_by_web_client: HashMap::new(),
             pending: HashMap::new(),
             by_target: HashMap::new(),
             by_requester: HashMap::new(),
+            per_address: HashMap::new(),
+            per_target_and_address: HashMap::new(),
             timers: Deadlines::default(),
         }
     }
@@ -104,24 +131,36 @@ impl PairingRegistry {
         self.warning
     }
 
-    /// Records a request from `requester` to `target`, replacing an earlier one between the same two.
+    /// Records a request from `requester` (at `address`) to `target`, replacing an earlier one between
+    /// the same two.
     pub fn request(
         &mut self,
         now: Millis,
         requester: &Name,
         target: &Name,
+        address: AddressGroup,
     ) -> Result<(), RequestRefused> {
         if requester == target {
             return Err(RequestRefused::ToSelf);
         }
         let key = (requester.clone(), target.clone());
-        let replacing = self.pending.contains_key(&key);
-        let waiting = self.by_target.get(target).map_or(0, HashSet::len);
-        if !replacing && waiting >= self.max_pending_per_target {
-            return Err(RequestRefused::TargetFull);
-        }
-        if replacing {
-            self.remove(requester, target);
+        match self.pending.get(&key) {
+            // A replacement takes the place it frees, wherever it comes from now.
+            Some(_) => {
+                self.remove(requester, target);
+            }
+            None => {
+                let waiting = self.by_target.get(target).map_or(0, HashSet::len);
+                if waiting >= self.max_pending_per_target {
+                    return Err(RequestRefused::TargetFull);
+                }
+                let from_address = count(&self.per_target_and_address, &(target.clone(), address));
+                if from_address >= self.max_pending_per_target_from_address
+                    || count(&self.per_address, &address) >= self.max_pending_per_address
+                {
+                    return Err(RequestRefused::AddressFull);
+                }
+            }
         }
         let expires = now.saturating_add(self.expiry);
         let warning = self.timers.insert(
@@ -138,7 +177,19 @@ impl PairingRegistry {
                 target: target.clone(),
             },
         );
-        self.pending.insert(key, Pending { warning, expiry });
+        self.pending.insert(
+            key,
+            Pending {
+                warning,
+                expiry,
+                address,
+            },
+        );
+        *self.per_address.entry(address).or_default() += 1;
+        *self
+            .per_target_and_address
+            .entry((target.clone(), address))
+            .or_default() += 1;
         self.by_target
             .entry(target.clone())
             .or_default()
@@ -164,11 +215,17 @@ impl PairingRegistry {
         now: Millis,
         phone: &Name,
         link: PendingLink,
-    ) -> Result<(), LinkBusy> {
+        address: AddressGroup,
+    ) -> Result<(), LinkRefused> {
         match self.links.get(phone) {
-            Some((pending, _)) if pending.web_client != link.web_client => return Err(LinkBusy),
+            Some(waiting) if waiting.link.web_client != link.web_client => {
+                return Err(LinkRefused::Busy);
+            }
             Some(_) => {
                 self.take_link(phone);
+            }
+            None if count(&self.per_address, &address) >= self.max_pending_per_address => {
+                return Err(LinkRefused::AddressFull);
             }
             None => {}
         }
@@ -183,16 +240,34 @@ impl PairingRegistry {
             .entry(link.web_client.clone())
             .or_default()
             .insert(phone.clone());
-        self.links.insert(phone.clone(), (link, timer));
+        self.links.insert(
+            phone.clone(),
+            WaitingLink {
+                link,
+                timer,
+                address,
+            },
+        );
+        *self.per_address.entry(address).or_default() += 1;
         Ok(())
     }
 
     /// Takes the pending link request to `phone`, if any (the phone answered it).
     pub fn take_link(&mut self, phone: &Name) -> Option<PendingLink> {
-        let (link, timer) = self.links.remove(phone)?;
-        self.timers.remove(timer);
-        remove_from(&mut self.links_by_web_client, &link.web_client, phone);
-        Some(link)
+        let waiting = self.links.remove(phone)?;
+        self.timers.remove(waiting.timer);
+        self.forget_link(phone, &waiting);
+        Some(waiting.link)
+    }
+
+    /// Removes a link request taken out of `links` from the other indexes.
+    fn forget_link(&mut self, phone: &Name, waiting: &WaitingLink) {
+        remove_from(
+            &mut self.links_by_web_client,
+            &waiting.link.web_client,
+            phone,
+        );
+        uncount(&mut self.per_address, &waiting.address);
     }
 
     /// Removes every request from or to `code` (its session ended, or it changed its code), with the
@@ -237,8 +312,8 @@ impl PairingRegistry {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::LinkExpiry { web_client, phone } => {
-                    if let Some((link, _)) = self.links.remove(&phone) {
-                        remove_from(&mut self.links_by_web_client, &link.web_client, &phone);
+                    if let Some(waiting) = self.links.remove(&phone) {
+                        self.forget_link(&phone, &waiting);
                     }
                     events.push(PairingEvent::LinkTimedOut { phone, web_client });
                 }
@@ -271,7 +346,25 @@ impl PairingRegistry {
         self.timers.remove(pending.expiry);
         remove_from(&mut self.by_target, target, requester);
         remove_from(&mut self.by_requester, requester, target);
+        uncount(&mut self.per_address, &pending.address);
+        uncount(
+            &mut self.per_target_and_address,
+            &(target.clone(), pending.address),
+        );
         true
+    }
+}
+
+fn count<K: std::hash::Hash + Eq>(counts: &HashMap<K, usize>, key: &K) -> usize {
+    counts.get(key).copied().unwrap_or(0)
+}
+
+fn uncount<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
     }
 }
 
@@ -287,6 +380,8 @@ fn remove_from(index: &mut HashMap<Name, HashSet<Name>>, key: &Name, member: &Na
 #[cfg(test)]
 mod link_tests {
     use super::*;
+
+    const HOME: AddressGroup = AddressGroup::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
     fn name(text: &str) -> Name {
         Name::try_from(text).unwrap()
@@ -307,7 +402,7 @@ mod link_tests {
     fn a_link_request_times_out_after_its_expiry() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .request_link(0, &name("PHONE3"), link("WEBWEB"), HOME)
             .unwrap();
         assert!(
             registry.due_events(119_999).is_empty(),
@@ -328,15 +423,15 @@ mod link_tests {
     fn a_phone_takes_one_link_request_at_a_time() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request_link(0, &name("PHONE3"), link("WEBONE"))
+            .request_link(0, &name("PHONE3"), link("WEBONE"), HOME)
             .unwrap();
         assert_eq!(
-            registry.request_link(10, &name("PHONE3"), link("WEBTWO")),
-            Err(LinkBusy),
+            registry.request_link(10, &name("PHONE3"), link("WEBTWO"), HOME),
+            Err(LinkRefused::Busy),
             "another web client cannot take the place of the one the phone was shown"
         );
         registry
-            .request_link(60_000, &name("PHONE3"), link("WEBONE"))
+            .request_link(60_000, &name("PHONE3"), link("WEBONE"), HOME)
             .unwrap();
         assert_eq!(registry.timers.len(), 1);
         assert!(
@@ -351,12 +446,12 @@ mod link_tests {
     fn either_side_ending_ends_the_link_request() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .request_link(0, &name("PHONE3"), link("WEBWEB"), HOME)
             .unwrap();
         let events = registry.remove_code(&name("WEBWEB"));
         assert_eq!(events.len(), 1);
         registry
-            .request_link(0, &name("PHONE3"), link("WEBWEB"))
+            .request_link(0, &name("PHONE3"), link("WEBWEB"), HOME)
             .unwrap();
         let events = registry.remove_code(&name("PHONE3"));
         assert_eq!(events.len(), 1);
@@ -369,6 +464,8 @@ mod link_tests {
 mod tests {
     use super::*;
 
+    const HOME: AddressGroup = AddressGroup::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     const START: Millis = 1_000_000;
 
     fn name(text: &str) -> Name {
@@ -379,7 +476,7 @@ mod tests {
     fn a_request_warns_at_90_seconds_and_times_out_at_120() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"))
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), HOME)
             .unwrap();
         assert!(registry.due_events(START + 89_999).is_empty());
         assert_eq!(
@@ -405,7 +502,7 @@ mod tests {
     fn an_answered_request_leaves_no_timers() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"))
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), HOME)
             .unwrap();
         assert!(registry.take(&name("AAAAAA"), &name("BBBBBB")));
         assert!(!registry.take(&name("AAAAAA"), &name("BBBBBB")));
@@ -417,15 +514,74 @@ mod tests {
     fn a_repeated_request_replaces_the_earlier_one_and_restarts_its_timers() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"))
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), HOME)
             .unwrap();
         registry
-            .request(START + 60_000, &name("AAAAAA"), &name("BBBBBB"))
+            .request(START + 60_000, &name("AAAAAA"), &name("BBBBBB"), HOME)
             .unwrap();
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.timers.len(), 2);
         assert!(registry.due_events(START + 120_000).is_empty(), "restarted");
         assert_eq!(registry.due_events(START + 180_000).len(), 2);
+    }
+
+    fn address(last: u8) -> AddressGroup {
+        AddressGroup::V4(std::net::Ipv4Addr::new(198, 51, 100, last))
+    }
+
+    #[test]
+    fn one_address_holds_few_of_a_targets_slots_and_few_in_all() {
+        let config = PairingConfig {
+            max_pending_requests_per_ip: 3,
+            ..PairingConfig::default()
+        };
+        let mut registry = PairingRegistry::new(&config);
+        let target = name("TARGET");
+        for requester in ["AAAAAA", "BBBBBB"] {
+            registry
+                .request(START, &name(requester), &target, HOME)
+                .unwrap();
+        }
+        assert_eq!(
+            registry.request(START, &name("CCCCCC"), &target, HOME),
+            Err(RequestRefused::AddressFull),
+            "a third code from the same address"
+        );
+        registry
+            .request(START, &name("CCCCCC"), &target, address(9))
+            .expect("the target's other slots are for others");
+        registry
+            .request(START, &name("CCCCCC"), &name("OTHER2"), HOME)
+            .unwrap();
+        assert_eq!(
+            registry.request(START, &name("DDDDDD"), &name("OTHER3"), HOME),
+            Err(RequestRefused::AddressFull),
+            "three pending from the address in all"
+        );
+        let link = PendingLink {
+            web_client: name("DDDDDD"),
+            web_client_key: PairingKey::try_from(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            )
+            .unwrap(),
+            device_name: None,
+        };
+        assert_eq!(
+            registry.request_link(START, &name("PHONE2"), link.clone(), HOME),
+            Err(LinkRefused::AddressFull),
+            "link requests count too"
+        );
+        assert!(registry.take(&name("AAAAAA"), &target));
+        registry
+            .request_link(START, &name("PHONE2"), link, HOME)
+            .expect("an answered request gives its place back");
+        assert_eq!(
+            registry.due_events(START + 120_000).len(),
+            7,
+            "three warnings, three timeouts, one link timeout"
+        );
+        assert!(registry.per_address.is_empty(), "timeouts give places back");
+        assert!(registry.per_target_and_address.is_empty());
     }
 
     #[test]
@@ -434,19 +590,21 @@ mod tests {
         let target = name("TARGET");
         for i in 0..10 {
             registry
-                .request(START, &name(&format!("REQ{i}")), &target)
+                .request(START, &name(&format!("REQ{i}")), &target, address(i))
                 .unwrap();
         }
         assert_eq!(
-            registry.request(START, &name("REQX"), &target),
+            registry.request(START, &name("REQX"), &target, address(10)),
             Err(RequestRefused::TargetFull)
         );
         assert!(
-            registry.request(START, &name("REQ3"), &target).is_ok(),
+            registry
+                .request(START, &name("REQ3"), &target, address(3))
+                .is_ok(),
             "a replacement is not a new request"
         );
         assert_eq!(
-            registry.request(START, &target, &target),
+            registry.request(START, &target, &target, HOME),
             Err(RequestRefused::ToSelf)
         );
     }
@@ -455,13 +613,13 @@ mod tests {
     fn removing_a_code_removes_its_requests_both_ways() {
         let mut registry = PairingRegistry::new(&PairingConfig::default());
         registry
-            .request(START, &name("AAAAAA"), &name("BBBBBB"))
+            .request(START, &name("AAAAAA"), &name("BBBBBB"), HOME)
             .unwrap();
         registry
-            .request(START, &name("CCCCCC"), &name("AAAAAA"))
+            .request(START, &name("CCCCCC"), &name("AAAAAA"), HOME)
             .unwrap();
         registry
-            .request(START, &name("CCCCCC"), &name("DDDDDD"))
+            .request(START, &name("CCCCCC"), &name("DDDDDD"), HOME)
             .unwrap();
         assert_eq!(
             registry.remove_code(&name("AAAAAA")),

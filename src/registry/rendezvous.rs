@@ -400,7 +400,7 @@ impl RendezvousRegistry {
             max_results: config.max_rendezvous_results,
             max_peers_per_point: config.max_peers_per_point,
             max_entries: config.max_rendezvous_entries,
-            max_entries_per_address: config.max_rendezvous_entries_per_address,
+            max_entries_per_address: config.max_rendezvous_entries_per_ip,
             daily: Table::new(Kind::Daily, config.daily_ttl()),
             hourly: Table::new(Kind::Hourly, config.hourly_ttl()),
             hourly_by_peer: HashMap::new(),
@@ -914,7 +914,7 @@ mod tests {
     #[test]
     fn one_address_holds_a_bounded_number_of_entries() {
         let config = RendezvousConfig {
-            max_rendezvous_entries_per_address: 4,
+            max_rendezvous_entries_per_ip: 4,
             ..RendezvousConfig::default()
         };
         let mut registry = RendezvousRegistry::new(&config);
@@ -956,7 +956,7 @@ mod tests {
     #[test]
     fn lookups_pass_over_a_bounded_number_of_entries_whatever_others_stored() {
         let mut registry = RendezvousRegistry::new(&RendezvousConfig {
-            max_rendezvous_entries_per_address: 5_000_000,
+            max_rendezvous_entries_per_ip: 5_000_000,
             ..RendezvousConfig::default()
         });
         // 50 peers, each at the same 1000 hourly tokens: every token after the first holds only peers

@@ -92,7 +92,7 @@ impl Session {
             device_name: request.device_name,
         };
         self.state()
-            .request_link(phone.name(), link)
+            .request_link(&self.recipient, phone.name(), link)
             .await?
             .map_err(|_| Failure::LinkError(LINK_REQUEST_REFUSED))?;
         Ok(ServerMessage::Ack {

@@ -80,7 +80,7 @@ impl Sessions {
 
     /// Sessions now open.
     pub fn open_count(&self) -> usize {
-        self.0.admissions.open()
+        self.0.admissions.open_sessions()
     }
 
     /// Takes a place for a session from `ip` within the session limits, before it is opened (QUIC admits
@@ -112,7 +112,7 @@ impl Sessions {
                 address: admission.address(),
                 pushes,
             },
-            _admission: admission,
+            admission,
             names: AsyncMutex::new(SessionNames::default()),
             buckets: Mutex::new(Buckets {
                 messages: TokenBucket::new(
@@ -226,8 +226,9 @@ fn own_pairing_code(names: &SessionNames) -> Result<Name, Failure> {
 pub struct Session {
     shared: Arc<SessionsInner>,
     recipient: Recipient,
-    /// The session's place within the session limits, given back when the session is dropped.
-    _admission: Admission,
+    /// The session's place within the session limits, given back when the session is dropped, and its
+    /// address's shared budget.
+    admission: Admission,
     /// Held across the state operation of a request that binds a name, so that a session's bindings
     /// happen one at a time (QUIC clients send requests on concurrent streams).
     names: AsyncMutex<SessionNames>,
@@ -307,6 +308,15 @@ impl Session {
 
     fn state(&self) -> &SharedState {
         &self.shared.state
+    }
+
+    /// Takes `tokens` more from the session's message rate, beyond the one every message costs.
+    fn take_tokens(&self, tokens: f64) -> bool {
+        tokens == 0.0
+            || self
+                .buckets()
+                .messages
+                .try_take_n(self.shared.clock.now(), tokens)
     }
 
     fn buckets(&self) -> MutexGuard<'_, Buckets> {

@@ -119,7 +119,12 @@ impl Session {
             .target_code
             .ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
         self.state()
-            .request_pairing(&requester, target.name(), request.proposed_name)
+            .request_pairing(
+                &self.recipient,
+                &requester,
+                target.name(),
+                request.proposed_name,
+            )
             .await?
             .map_err(|_| Failure::PairError(PAIR_REQUEST_REFUSED))?;
         Ok(ServerMessage::Ack {

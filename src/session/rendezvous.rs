@@ -13,6 +13,9 @@ use crate::protocol::{Name, ServerMessage};
 use crate::registry::rendezvous::Refused;
 use crate::state::{RendezvousRefused, RendezvousRegistration};
 
+/// A registration of this many entries costs one more message token.
+const ENTRIES_PER_MESSAGE: usize = 100;
+
 #[derive(Debug, PartialEq)]
 pub struct RegisterRendezvous(RendezvousRegistration);
 
@@ -107,6 +110,13 @@ impl Session {
         &self,
         RegisterRendezvous(registration): RegisterRendezvous,
     ) -> Result<ServerMessage, Failure> {
+        // A registration costs what it stores: message tokens of the session, and entries of its
+        // address's budget, which all its sessions share.
+        let entries = registration.daily_points.len() + registration.hourly_tokens.len();
+        let extra_tokens = (entries / ENTRIES_PER_MESSAGE) as f64;
+        if !self.take_tokens(extra_tokens) || !self.admission.spend_rendezvous_entries(entries) {
+            return Err(Failure::RateLimited);
+        }
         let mut names = self.names().await;
         let bound = names.is_bound();
         if bound {

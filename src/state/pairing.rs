@@ -2,8 +2,9 @@
 //! another that waits, with a timer, for the other side's answer; both need the two codes live with their
 //! keys, and both tell each side what happened by pushes.
 
-use super::{Answer, Registries, SharedState, StateFailed};
+use super::{Answer, Recipient, Registries, SharedState, StateFailed};
 use crate::clock::Millis;
+use crate::peer::AddressGroup;
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::pairing::{PairingEvent, PendingLink};
@@ -33,13 +34,14 @@ impl SharedState {
     /// with the requester's current key.
     pub async fn request_pairing(
         &self,
+        session: &Recipient,
         requester: &Name,
         target: &Name,
         proposed_name: Option<String>,
     ) -> Result<Result<(), PairingRefused>, StateFailed> {
-        let (requester, target) = (requester.clone(), target.clone());
+        let (requester, target, address) = (requester.clone(), target.clone(), session.address);
         self.run(move |registries, now| {
-            registries.request_pairing(now, &requester, &target, proposed_name)
+            registries.request_pairing(now, &requester, &target, proposed_name, address)
         })
         .await
     }
@@ -62,11 +64,12 @@ impl SharedState {
     /// Records a web client's request to attach to `phone` and pushes `link_request` to the phone.
     pub async fn request_link(
         &self,
+        session: &Recipient,
         phone: &Name,
         link: PendingLink,
     ) -> Result<Result<(), PairingRefused>, StateFailed> {
-        let phone = phone.clone();
-        self.run(move |registries, now| registries.request_link(now, &phone, link))
+        let (phone, address) = (phone.clone(), session.address);
+        self.run(move |registries, now| registries.request_link(now, &phone, link, address))
             .await
     }
 
@@ -103,6 +106,7 @@ impl Registries {
         requester: &Name,
         target: &Name,
         proposed_name: Option<String>,
+        address: AddressGroup,
     ) -> Result<(), PairingRefused> {
         let registries = self;
         let (true, Some(requester_key)) = (
@@ -113,7 +117,7 @@ impl Registries {
         };
         registries
             .pairing
-            .request(now, requester, target)
+            .request(now, requester, target, address)
             .map_err(|_| PairingRefused)?;
         let expires_in = registries.pairing.expiry();
         registries.owners.push_to_code(
@@ -169,6 +173,7 @@ impl Registries {
         now: Millis,
         phone: &Name,
         link: PendingLink,
+        address: AddressGroup,
     ) -> Result<(), PairingRefused> {
         let registries = self;
         if *phone == link.web_client || registries.owners.code_key(phone.as_str()).is_none() {
@@ -178,11 +183,12 @@ impl Registries {
             link_code: phone.clone(),
             public_key: link.web_client_key.clone(),
             device_name: link.device_name.clone(),
+            web_client_code: link.web_client.clone(),
             expires_in: registries.pairing.expiry(),
         };
         registries
             .pairing
-            .request_link(now, phone, link)
+            .request_link(now, phone, link, address)
             .map_err(|_| PairingRefused)?;
         registries.owners.push_to_code(phone.as_str(), push);
         Ok(())

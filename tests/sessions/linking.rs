@@ -14,7 +14,8 @@ async fn an_accepted_link_request_matches_the_web_client_and_the_phone() {
         phone.next_push().await,
         Some(
             json!({"type": "link_request", "linkCode": "PHNE33", "publicKey": WEB_KEY,
-                    "deviceName": "Firefox on Linux", "expiresIn": 120000})
+                    "deviceName": "Firefox on Linux", "webClientCode": "WEBWEB",
+                    "expiresIn": 120000})
         )
     );
     let reply = phone

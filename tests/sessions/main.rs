@@ -58,7 +58,7 @@ impl Fixture {
         );
         let sessions = Sessions::new(
             state,
-            Admissions::new(config.admission),
+            Admissions::new(config.admission, clock.clone()),
             config.sessions,
             ServerIdentity {
                 server_id: config.identity.server_id.as_deref().unwrap_or("srv").into(),
@@ -70,7 +70,12 @@ impl Fixture {
     }
 
     async fn open(&self) -> Peer {
-        let (session, pushes) = self.sessions.open(LOCALHOST).expect("admitted");
+        self.open_from(LOCALHOST).await
+    }
+
+    /// A session from another address than the others'.
+    async fn open_from(&self, ip: IpAddr) -> Peer {
+        let (session, pushes) = self.sessions.open(ip).expect("admitted");
         let mut peer = Peer {
             session,
             pushes,

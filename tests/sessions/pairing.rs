@@ -130,8 +130,8 @@ async fn pair_requests_are_refused_with_one_generic_text() {
     );
     // A target with ten pending requests takes no eleventh, but a repeated one replaces its original.
     let mut requesters = Vec::new();
-    for _ in 0..11 {
-        requesters.push(fixture.open().await);
+    for i in 0..11 {
+        requesters.push(fixture.open_from(IpAddr::from([198, 51, 100, i])).await);
     }
     for (i, requester) in requesters.iter().enumerate() {
         let code = format!("RQ{i:02}XX").replace('0', "Z").replace('1', "Y");
@@ -233,5 +233,36 @@ async fn a_target_leaving_mid_flow_cancels_requests_to_it() {
     assert_eq!(
         reply["type"], "pair_error",
         "the old request does not pass to the code's next holder"
+    );
+}
+
+#[tokio::test]
+async fn one_address_cannot_fill_a_codes_pending_slots() {
+    let (fixture, _alice, _bob) = paired_fixture().await;
+    let mut requesters = Vec::new();
+    for i in 0..3 {
+        let requester = fixture.open().await;
+        let code = ["RQZZXA", "RQZZXB", "RQZZXC"][i];
+        requester
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}))
+            .await;
+        requesters.push(requester);
+    }
+    let request = json!({"type": "pair_request", "targetCode": "BBBBB2"});
+    assert_eq!(requesters[0].request(request.clone()).await["type"], "ack");
+    assert_eq!(requesters[1].request(request.clone()).await["type"], "ack");
+    assert_eq!(
+        requesters[2].request(request.clone()).await["type"],
+        "pair_error",
+        "a third code from the same address waits for a slot it may not take"
+    );
+    let elsewhere = fixture.open_from(IpAddr::from([203, 0, 113, 9])).await;
+    elsewhere
+        .request(json!({"type": "register", "pairingCode": "ELSWR2", "publicKey": OTHER_KEY}))
+        .await;
+    assert_eq!(
+        elsewhere.request(request).await["type"],
+        "ack",
+        "the real requester still gets in"
     );
 }

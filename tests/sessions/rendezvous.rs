@@ -149,3 +149,60 @@ async fn a_full_rendezvous_registry_refuses_registrations_and_the_session_goes_o
         "pong"
     );
 }
+
+/// A registration of `count` daily points and `count` hourly tokens named after `prefix`.
+fn big_registration(peer_id: &str, prefix: &str, count: usize) -> Value {
+    let points: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+    json!({"type": "register_rendezvous", "peerId": peer_id, "dailyPoints": points,
+           "hourlyTokens": points})
+}
+
+#[tokio::test]
+async fn a_registration_costs_message_tokens_by_its_size() {
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.admission.rendezvous_entries_per_minute_per_ip = 1_000_000;
+        config.rendezvous.max_rendezvous_entries_per_ip = 1_000_000;
+        config
+    });
+    let session = fixture.open().await;
+    // 2000 entries cost 1 + 20 tokens of the burst of 100: four fit, the fifth does not.
+    for round in 0..4 {
+        let reply = session
+            .request(big_registration("p", &format!("r{round}-"), 1000))
+            .await;
+        assert_eq!(reply["type"], "rendezvous_result", "{reply}");
+    }
+    let reply = session.request(big_registration("p", "r4-", 1000)).await;
+    assert_eq!(reply["code"], "rate_limited");
+    assert_eq!(
+        session.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+}
+
+#[tokio::test]
+async fn the_sessions_of_one_address_share_its_rendezvous_budget() {
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.admission.rendezvous_entries_per_minute_per_ip = 2000;
+        config
+    });
+    let first = fixture.open().await;
+    let reply = first.request(big_registration("first", "a", 1000)).await;
+    assert_eq!(reply["type"], "rendezvous_result", "{reply}");
+    drop(first);
+    let second = fixture.open().await;
+    let small = json!({"type": "register_rendezvous", "peerId": "second", "hourlyTokens": ["h"]});
+    assert_eq!(
+        second.request(small.clone()).await["code"],
+        "rate_limited",
+        "the address spent its budget, whichever session asks"
+    );
+    fixture.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        second.request(small).await["type"],
+        "rendezvous_result",
+        "33 entries earned back in a second"
+    );
+}
