@@ -283,6 +283,11 @@ pub struct PairingConfig {
     )]
     pub max_pending_pairs_per_ip_per_code: usize,
 
+    /// How long a pairing code whose session ended stays reserved for the public key it was registered
+    /// with, in seconds (0: not reserved); a reconnecting client gets its code back.
+    #[arg(long, env = "ZAJEL_CODE_RESERVATION_SECS", default_value_t = 120)]
+    pub code_reservation_secs: u64,
+
     /// Pending pairing and link requests from one address, to all codes together.
     #[arg(long, env = "ZAJEL_MAX_PENDING_REQUESTS_PER_IP", default_value_t = 32)]
     pub max_pending_requests_per_ip: usize,
@@ -610,6 +615,11 @@ impl PairingConfig {
             "must be 1 to max_pending_pairs",
         )?;
         check(
+            "code_reservation_secs",
+            self.code_reservation_secs <= 24 * 3600,
+            "must be at most one day",
+        )?;
+        check(
             "max_pending_requests_per_ip",
             self.max_pending_requests_per_ip >= 1,
             "must be at least 1",
@@ -624,6 +634,11 @@ impl PairingConfig {
     /// How long before the timeout both sides are warned.
     pub fn warning(&self) -> Millis {
         secs_to_millis(self.pair_warning_secs)
+    }
+
+    /// How long a released pairing code stays reserved for its key.
+    pub fn code_reservation(&self) -> Millis {
+        secs_to_millis(self.code_reservation_secs)
     }
 }
 

@@ -139,7 +139,7 @@ impl SharedState {
         rng: SmallRng,
     ) -> Self {
         let registries = Registries {
-            owners: NameOwners::default(),
+            owners: NameOwners::new(pairing.code_reservation()),
             relays: RelayRegistry::new(),
             rendezvous: RendezvousRegistry::new(rendezvous),
             pairing: PairingRegistry::new(pairing),
@@ -198,15 +198,18 @@ impl SharedState {
         key: PairingKey,
     ) -> Result<Result<(), NameTaken>, StateFailed> {
         let (session, names, code) = (session.clone(), names.clone(), code.clone());
-        self.run(move |registries, _| {
-            registries.owners.bind(&code, &session, Role::PairingCode)?;
+        self.run(move |registries, now| {
+            registries
+                .owners
+                .bind(&code, &session, Role::PairingCode, Some(&key), now)?;
             registries
                 .owners
                 .set_code_key(code.as_str(), session.id, key);
             if let Some(old) = &names.pairing_code
                 && *old != code
             {
-                registries.release_code(session.id, old, names.relay_id.as_ref() == Some(old));
+                let still_relay_id = names.relay_id.as_ref() == Some(old);
+                registries.release_code(session.id, old, still_relay_id, None);
             }
             Ok(())
         })
@@ -225,16 +228,17 @@ impl SharedState {
     }
 
     /// Frees every name of an ended session, with its relay listing, its hourly tokens and its pending
-    /// requests (whose other sides are told). Its daily points and dead drops stay until they expire:
-    /// they exist for peers that are offline. Queued, not awaited: a session ending cannot wait, and
+    /// requests (whose other sides are told); its pairing code stays reserved for its key for a while.
+    /// Its daily points and dead drops stay until they expire: they exist for peers that are offline. Queued, not awaited: a session ending cannot wait, and
     /// whatever anyone asks after this runs after it.
     pub fn release_session(&self, session: SessionId, names: SessionNames) {
-        self.tell(move |registries, _| {
-            if let Some(code) = &names.pairing_code {
-                registries.release_code(session, code, names.relay_id.as_ref() == Some(code));
-            }
+        self.tell(move |registries, now| {
+            // The relay id first: a code that is also the relay id is then free to be reserved.
             if let Some(relay_id) = &names.relay_id {
                 registries.release_relay_id(session, relay_id, names.relay_listed);
+            }
+            if let Some(code) = &names.pairing_code {
+                registries.release_code(session, code, false, Some(now));
             }
         });
     }
@@ -279,10 +283,20 @@ fn run_operations(
 impl Registries {
     /// The one way a pairing code is given up, whether replaced or its session ended: pending requests
     /// from and to it end (their other sides are told), and its hourly tokens go unless the same name is
-    /// still the session's relay id.
-    fn release_code(&mut self, session: SessionId, code: &Name, still_relay_id: bool) {
+    /// still the session's relay id. A code whose session ended at `ended` is reserved for its key.
+    fn release_code(
+        &mut self,
+        session: SessionId,
+        code: &Name,
+        still_relay_id: bool,
+        ended: Option<Millis>,
+    ) {
+        let key = self.owners.code_key(code.as_str()).cloned();
         self.owners
             .release(code.as_str(), session, Role::PairingCode);
+        if let (Some(now), Some(key)) = (ended, key) {
+            self.owners.reserve(code, key, now);
+        }
         let ended = self.pairing.remove_code(code);
         self.deliver_pairing_events(ended);
         if !still_relay_id {

@@ -1,13 +1,19 @@
 //! Which live session owns which name. Pairing codes and relay peer ids share this one namespace: a name
 //! owned by a session, as either, cannot be bound by another, and pushes for a name go to its owner.
+//!
+//! A pairing code whose session ended stays reserved for a while for the public key it was registered
+//! with: the same client, reconnecting, gets its code back, and nobody else can take it in between (and
+//! so receive what its contacts send to it).
 
 use std::collections::HashMap;
 
 use super::Recipient;
+use crate::clock::Millis;
 use crate::peer::SessionId;
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::push::PushSender;
+use crate::registry::deadlines::{DeadlineKey, Deadlines};
 
 /// How a session holds a name. One session may hold the same name both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,18 +32,74 @@ struct Holder {
     code_key: Option<PairingKey>,
 }
 
-/// The name is held by another live session.
+/// The name is held by another live session, or reserved for another key.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Taken;
+
+/// A released pairing code kept for the key it was registered with.
+#[derive(Debug)]
+struct Reservation {
+    key: PairingKey,
+    until: Millis,
+    deadline: DeadlineKey,
+}
 
 #[derive(Debug, Default)]
 pub struct NameOwners {
     holders: HashMap<Name, Holder>,
+    /// How long a released pairing code stays reserved.
+    reserve_for: Millis,
+    reserved: HashMap<Name, Reservation>,
+    reservations_ending: Deadlines<Name>,
 }
 
 impl NameOwners {
-    /// Binds `name` to `session` in `role`; binding a name the session already holds is a no-op.
-    pub fn bind(&mut self, name: &Name, session: &Recipient, role: Role) -> Result<(), Taken> {
+    pub fn new(reserve_for: Millis) -> Self {
+        Self {
+            reserve_for,
+            ..Self::default()
+        }
+    }
+
+    /// Fails when `name` is held by a session other than `session`, or reserved at `now` for a key
+    /// other than `key` (a session binding it without a key never passes a reservation).
+    pub fn check_free(
+        &self,
+        name: &Name,
+        session: SessionId,
+        key: Option<&PairingKey>,
+        now: Millis,
+    ) -> Result<(), Taken> {
+        if self
+            .holders
+            .get(name)
+            .is_some_and(|holder| holder.session != session)
+        {
+            return Err(Taken);
+        }
+        match self.reserved.get(name) {
+            Some(reservation) if now < reservation.until && Some(&reservation.key) != key => {
+                Err(Taken)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds `name` to `session` in `role` (a pairing code with its `key`), if
+    /// [`check_free`](Self::check_free) allows; binding a name the session already holds is a no-op. A
+    /// reservation it passes is used up.
+    pub fn bind(
+        &mut self,
+        name: &Name,
+        session: &Recipient,
+        role: Role,
+        key: Option<&PairingKey>,
+        now: Millis,
+    ) -> Result<(), Taken> {
+        self.check_free(name, session.id, key, now)?;
+        if let Some(reservation) = self.reserved.remove(name) {
+            self.reservations_ending.remove(reservation.deadline);
+        }
         let holder = self.holders.entry(name.clone()).or_insert_with(|| Holder {
             session: session.id,
             pushes: session.pushes.clone(),
@@ -75,11 +137,31 @@ impl NameOwners {
         }
     }
 
-    /// Whether a session other than `session` holds `name`.
-    pub fn is_held_by_another(&self, name: &Name, session: SessionId) -> bool {
-        self.holders
-            .get(name)
-            .is_some_and(|holder| holder.session != session)
+    /// Keeps a released pairing code for `key` from `now` on, for the reservation time.
+    pub fn reserve(&mut self, code: &Name, key: PairingKey, now: Millis) {
+        if self.reserve_for == 0 || self.holders.contains_key(code) {
+            return;
+        }
+        let until = now.saturating_add(self.reserve_for);
+        if let Some(earlier) = self.reserved.remove(code) {
+            self.reservations_ending.remove(earlier.deadline);
+        }
+        let deadline = self.reservations_ending.insert(until, code.clone());
+        self.reserved.insert(
+            code.clone(),
+            Reservation {
+                key,
+                until,
+                deadline,
+            },
+        );
+    }
+
+    /// Forgets the reservations that ended by `now`.
+    pub fn end_reservations(&mut self, now: Millis) {
+        while let Some(code) = self.reservations_ending.pop_due(now) {
+            self.reserved.remove(&code);
+        }
     }
 
     /// Queues a push for whichever live session holds `name`. Returns false when none does.
@@ -157,18 +239,18 @@ mod tests {
         let (session_1, _rx1) = recipient(1);
         let (session_2, _rx2) = recipient(2);
         owners
-            .bind(&name("ABC234"), &session_1, Role::PairingCode)
+            .bind(&name("ABC234"), &session_1, Role::PairingCode, None, 0)
             .unwrap();
         assert_eq!(
-            owners.bind(&name("ABC234"), &session_2, Role::RelayId),
+            owners.bind(&name("ABC234"), &session_2, Role::RelayId, None, 0),
             Err(Taken)
         );
         owners
-            .bind(&name("ABC234"), &session_1, Role::RelayId)
+            .bind(&name("ABC234"), &session_1, Role::RelayId, None, 0)
             .unwrap();
         owners.release("ABC234", 1, Role::PairingCode);
         assert_eq!(
-            owners.bind(&name("ABC234"), &session_2, Role::PairingCode),
+            owners.bind(&name("ABC234"), &session_2, Role::PairingCode, None, 0),
             Err(Taken),
             "still held as a relay id"
         );
@@ -176,7 +258,7 @@ mod tests {
         owners.release("ABC234", 1, Role::RelayId);
         assert_eq!(owners.len(), 0);
         owners
-            .bind(&name("ABC234"), &session_2, Role::PairingCode)
+            .bind(&name("ABC234"), &session_2, Role::PairingCode, None, 0)
             .unwrap();
     }
 
@@ -184,9 +266,57 @@ mod tests {
     async fn pushes_reach_the_holder() {
         let mut owners = NameOwners::default();
         let (session, mut receiver) = recipient(1);
-        owners.bind(&name("peer"), &session, Role::RelayId).unwrap();
+        owners
+            .bind(&name("peer"), &session, Role::RelayId, None, 0)
+            .unwrap();
         assert!(owners.push("peer", ServerMessage::Pong));
         assert!(!owners.push("nobody", ServerMessage::Pong));
         assert_eq!(receiver.recv().await, Some(ServerMessage::Pong));
+    }
+
+    fn key(byte: u8) -> PairingKey {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        PairingKey::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn a_released_code_is_kept_for_its_key_for_a_while() {
+        let mut owners = NameOwners::new(120_000);
+        let (phone, _rx1) = recipient(1);
+        let (thief, _rx2) = recipient(2);
+        let (phone_again, _rx3) = recipient(3);
+        let code = name("PHONE2");
+        owners
+            .bind(&code, &phone, Role::PairingCode, Some(&key(1)), 0)
+            .unwrap();
+        owners.release("PHONE2", 1, Role::PairingCode);
+        owners.reserve(&code, key(1), 1_000);
+        assert_eq!(
+            owners.bind(&code, &thief, Role::PairingCode, Some(&key(2)), 2_000),
+            Err(Taken),
+            "another key"
+        );
+        assert_eq!(
+            owners.bind(&code, &thief, Role::RelayId, None, 2_000),
+            Err(Taken),
+            "no key at all"
+        );
+        owners
+            .bind(
+                &code,
+                &phone_again,
+                Role::PairingCode,
+                Some(&key(1)),
+                60_000,
+            )
+            .expect("the same key gets its code back");
+        owners.release("PHONE2", 3, Role::PairingCode);
+        owners.reserve(&code, key(1), 60_000);
+        owners.end_reservations(180_000);
+        owners
+            .bind(&code, &thief, Role::PairingCode, Some(&key(2)), 180_000)
+            .expect("free once the reservation ended");
+        assert!(owners.reserved.is_empty() && owners.reservations_ending.is_empty());
     }
 }

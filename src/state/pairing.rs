@@ -86,10 +86,11 @@ impl SharedState {
             .await
     }
 
-    /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`).
-    /// Returns how many events there were.
+    /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`),
+    /// and forgets the code reservations that ended. Returns how many events there were.
     pub async fn run_pairing_timers(&self) -> Result<usize, StateFailed> {
         self.run(|registries, now| {
+            registries.owners.end_reservations(now);
             let events = registries.pairing.due_events(now);
             let count = events.len();
             registries.deliver_pairing_events(events);

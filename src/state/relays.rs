@@ -19,8 +19,10 @@ impl SharedState {
         count: usize,
     ) -> Result<Result<Vec<RelayInfo>, NameTaken>, StateFailed> {
         let (session, peer_id) = (session.clone(), peer_id.clone());
-        self.run(move |registries, _| {
-            registries.owners.bind(&peer_id, &session, Role::RelayId)?;
+        self.run(move |registries, now| {
+            registries
+                .owners
+                .bind(&peer_id, &session, Role::RelayId, None, now)?;
             registries
                 .relays
                 .register(peer_id.clone(), max_connections, public_key);

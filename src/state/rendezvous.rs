@@ -56,12 +56,11 @@ impl SharedState {
     ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
         let session = session.clone();
         self.run(move |registries, now| {
-            if bind_peer_id
-                && registries
+            if bind_peer_id {
+                registries
                     .owners
-                    .is_held_by_another(&registration.peer_id, session.id)
-            {
-                return Err(RendezvousRefused::PeerIdTaken);
+                    .check_free(&registration.peer_id, session.id, None, now)
+                    .map_err(|_| RendezvousRefused::PeerIdTaken)?;
             }
             let owner = Owner {
                 session: session.id,
@@ -81,7 +80,7 @@ impl SharedState {
             if bind_peer_id {
                 registries
                     .owners
-                    .bind(&registration.peer_id, &session, Role::RelayId)
+                    .bind(&registration.peer_id, &session, Role::RelayId, None, now)
                     .map_err(|_| RendezvousRefused::PeerIdTaken)?;
             }
             for earlier in &found.live_matches {

@@ -117,3 +117,33 @@ async fn pushes_go_to_the_holder_of_the_name_whichever_role() {
         "browser"
     );
 }
+
+#[tokio::test]
+async fn a_code_freed_by_its_session_ending_stays_with_its_key_for_two_minutes() {
+    let fixture = Fixture::new();
+    let phone = fixture.open().await;
+    let register =
+        |key: &str| json!({"type": "register", "pairingCode": "PHNE22", "publicKey": key});
+    phone.request(register(PUBLIC_KEY)).await;
+    drop(phone);
+    let thief = fixture.open().await;
+    assert_eq!(
+        thief.request(register(OTHER_KEY)).await["type"],
+        "code_collision",
+        "nobody else takes it while its owner reconnects"
+    );
+    let returning = fixture.open().await;
+    assert_eq!(
+        returning.request(register(PUBLIC_KEY)).await["type"],
+        "registered",
+        "its owner gets it back"
+    );
+    drop(returning);
+    fixture.clock.advance(Duration::from_secs(121));
+    fixture.sessions.state().run_pairing_timers().await.unwrap();
+    assert_eq!(
+        thief.request(register(OTHER_KEY)).await["type"],
+        "registered",
+        "free for anyone once the reservation ended"
+    );
+}
