@@ -207,7 +207,8 @@ pub struct SessionConfig {
     #[arg(long, env = "ZAJEL_PAIR_REQUESTS_PER_MINUTE", default_value_t = 10)]
     pub pair_requests_per_minute: u32,
 
-    /// Most entries in one `dailyPoints` list, and in one `hourlyTokens` list.
+    /// Most entries in one `dailyPoints` list, and in one `hourlyTokens` list (at most 5000: a message
+    /// decodes to at most 16384 values).
     #[arg(long, env = "ZAJEL_MAX_LIST_ENTRIES", default_value_t = 1000)]
     pub max_list_entries: usize,
 
@@ -553,10 +554,11 @@ impl SessionConfig {
         ] {
             check(name, value >= 1, "must be at least 1")?;
         }
+        // Two full lists and a dead drop for each daily point must fit the values a message may hold.
         check(
             "max_list_entries",
-            (1..=100_000).contains(&self.max_list_entries),
-            "must be 1 to 100000",
+            (1..=5000).contains(&self.max_list_entries),
+            "must be 1 to 5000",
         )?;
         check(
             "max_dead_drop_chars",

@@ -546,12 +546,26 @@ async fn hostile_input_gets_error_replies_and_the_session_survives() {
         assert_eq!(reply["code"], expected_code, "{shown:.200} -> {reply}");
         assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    // A huge array in a field nobody reads is ignored.
-    let huge: Vec<u32> = (0..40_000).collect();
+    // A large array in a field nobody reads is ignored; one of more values than a message may hold is
+    // refused as too large, and the session goes on.
+    let large: Vec<u32> = (0..10_000).collect();
     let reply = client
-        .request(json!({"type": "ping", "requestId": "after", "junk": huge}))
+        .request(json!({"type": "ping", "requestId": "after", "junk": large}))
         .await;
     assert_eq!(reply, json!({"type": "pong", "requestId": "after"}));
+    let huge: Vec<u32> = (0..40_000).collect();
+    client
+        .send_json(&json!({"type": "ping", "requestId": "huge", "junk": huge}))
+        .await;
+    let reply = client.recv().await;
+    assert_eq!(reply["code"], "too_large", "{reply}");
+    let one_entry_maps = vec![json!({"a": 0}); 5000];
+    client
+        .send_cbor(&json!({"type": "offer", "target": "ABC234", "payload": one_entry_maps}))
+        .await;
+    let reply = client.recv().await;
+    assert_eq!(reply["code"], "too_large", "{reply}");
+    assert_eq!(client.request(json!({"type": "ping"})).await["type"], "pong");
     server.stop().await;
 }
 

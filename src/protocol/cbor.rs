@@ -8,6 +8,8 @@
 use ciborium_ll::{Decoder, Header, simple};
 use serde_json::{Map, Number, Value};
 
+use super::weight::{TooHeavy, Weigher};
+
 /// Nesting deeper than this is refused as malformed, like serde_json's default limit for JSON.
 const MAX_DEPTH: usize = 128;
 /// Bytes of text copied per step; a declared length is never trusted for an allocation.
@@ -21,16 +23,26 @@ pub struct CborMap {
     pub outside_model: Option<String>,
 }
 
-/// The bytes are not one well-formed CBOR map.
+/// Why bytes did not make a CBOR map.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Malformed(pub String);
+pub enum CborError {
+    /// They are not one well-formed CBOR map.
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    TooHeavy(#[from] TooHeavy),
+}
 
-pub fn read_map(bytes: &[u8]) -> Result<CborMap, Malformed> {
+fn malformed_text(text: impl Into<String>) -> CborError {
+    CborError::Malformed(text.into())
+}
+
+pub fn read_map(bytes: &[u8]) -> Result<CborMap, CborError> {
     let mut reader = Reader {
         decoder: Decoder::from(bytes),
         field: String::new(),
         outside_model: None,
+        weigher: Weigher::new(bytes.len()),
     };
     let mut header = reader.pull()?;
     if let Header::Tag(_) = header {
@@ -38,11 +50,11 @@ pub fn read_map(bytes: &[u8]) -> Result<CborMap, Malformed> {
         header = reader.pull()?;
     }
     let Header::Map(len) = header else {
-        return Err(Malformed("a message must be a map".into()));
+        return Err(malformed_text("a message must be a map"));
     };
     let fields = reader.map_entries(len, 1, true)?;
     if reader.decoder.offset() != bytes.len() {
-        return Err(Malformed("trailing bytes after the CBOR message".into()));
+        return Err(malformed_text("trailing bytes after the CBOR message"));
     }
     Ok(CborMap {
         fields,
@@ -55,10 +67,11 @@ struct Reader<'a> {
     /// The top-level field being read, to name it in the report.
     field: String,
     outside_model: Option<String>,
+    weigher: Weigher,
 }
 
 impl Reader<'_> {
-    fn pull(&mut self) -> Result<Header, Malformed> {
+    fn pull(&mut self) -> Result<Header, CborError> {
         self.decoder.pull().map_err(|err| malformed(&err))
     }
 
@@ -72,16 +85,20 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, Malformed> {
+    fn value(&mut self, depth: usize) -> Result<Value, CborError> {
         let header = self.pull()?;
         self.value_after(header, depth)
     }
 
-    /// Every item, however it was reached, passes here: the one place the nesting depth is checked.
-    fn value_after(&mut self, header: Header, depth: usize) -> Result<Value, Malformed> {
+    /// Every item, however it was reached, passes here: the one place the nesting depth and the values'
+    /// weight are checked.
+    fn value_after(&mut self, header: Header, depth: usize) -> Result<Value, CborError> {
         if depth > MAX_DEPTH {
-            return Err(Malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+            return Err(malformed_text(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
         }
+        self.weigher.value()?;
         Ok(match header {
             Header::Positive(n) => Value::from(n),
             Header::Negative(n) => match i64::try_from(n) {
@@ -135,7 +152,7 @@ impl Reader<'_> {
                 Value::Array(items)
             }
             Header::Map(len) => Value::Object(self.map_entries(len, depth + 1, false)?),
-            Header::Break => return Err(Malformed("unexpected break".into())),
+            Header::Break => return Err(malformed_text("unexpected break")),
         })
     }
 
@@ -144,7 +161,7 @@ impl Reader<'_> {
         len: Option<usize>,
         depth: usize,
         top_level: bool,
-    ) -> Result<Map<String, Value>, Malformed> {
+    ) -> Result<Map<String, Value>, CborError> {
         let mut map = Map::new();
         let mut remaining = len;
         loop {
@@ -172,6 +189,10 @@ impl Reader<'_> {
             }
             let value = self.value(depth)?;
             if let Some(key) = key {
+                if map.is_empty() {
+                    self.weigher.map()?;
+                }
+                self.weigher.entry()?;
                 map.insert(key, value);
             }
         }
@@ -181,19 +202,20 @@ impl Reader<'_> {
         Ok(map)
     }
 
-    fn text(&mut self, len: Option<usize>) -> Result<String, Malformed> {
+    fn text(&mut self, len: Option<usize>) -> Result<String, CborError> {
         let mut text = String::new();
         let mut buffer = [0u8; TEXT_CHUNK];
         let mut segments = self.decoder.text(len);
         while let Some(mut segment) = segments.pull().map_err(|err| malformed(&err))? {
             while let Some(chunk) = segment.pull(&mut buffer).map_err(|err| malformed(&err))? {
+                self.weigher.text(chunk.len())?;
                 text.push_str(chunk);
             }
         }
         Ok(text)
     }
 
-    fn skip_bytes(&mut self, len: Option<usize>) -> Result<(), Malformed> {
+    fn skip_bytes(&mut self, len: Option<usize>) -> Result<(), CborError> {
         let mut buffer = [0u8; TEXT_CHUNK];
         let mut segments = self.decoder.bytes(len);
         while let Some(mut segment) = segments.pull().map_err(|err| malformed(&err))? {
@@ -207,11 +229,11 @@ impl Reader<'_> {
     }
 }
 
-fn malformed<E: std::fmt::Debug>(err: &ciborium_ll::Error<E>) -> Malformed {
+fn malformed<E: std::fmt::Debug>(err: &ciborium_ll::Error<E>) -> CborError {
     match err {
-        ciborium_ll::Error::Io(_) => Malformed("not CBOR: truncated".into()),
+        ciborium_ll::Error::Io(_) => malformed_text("not CBOR: truncated"),
         ciborium_ll::Error::Syntax(offset) => {
-            Malformed(format!("not CBOR: invalid item at byte {offset}"))
+            malformed_text(format!("not CBOR: invalid item at byte {offset}"))
         }
     }
 }
@@ -322,5 +344,16 @@ mod tests {
             }
             assert!(read_map(&deep).is_err(), "{opener:?}");
         }
+    }
+
+    #[test]
+    fn one_entry_maps_are_refused_before_they_take_memory() {
+        // {"p": [{"": 0}, {"": 0}, ...]}: 3 bytes on the wire, hundreds once decoded, each.
+        let mut bytes = vec![0xa1, 0x61, b'p', 0x9f];
+        for _ in 0..4000 {
+            bytes.extend_from_slice(&[0xa1, 0x60, 0x00]);
+        }
+        bytes.push(0xff);
+        assert!(matches!(read_map(&bytes), Err(CborError::TooHeavy(_))));
     }
 }

@@ -5,8 +5,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::cbor;
+use super::cbor::{self, CborError};
 use super::message::{ErrorCode, ServerMessage};
+use super::weight::{self, TooHeavy};
 
 /// How one message is written on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +59,18 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Envelope, DecodeError>
     }
 }
 
+impl From<TooHeavy> for DecodeError {
+    fn from(err: TooHeavy) -> Self {
+        Self {
+            code: ErrorCode::TooLarge,
+            message: err.to_string(),
+            request_id: None,
+        }
+    }
+}
+
 fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    weight::weigh_json(bytes)?;
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(fields)) => into_envelope(fields),
         Ok(_) => Err(DecodeError::malformed("a message must be a map")),
@@ -67,7 +79,10 @@ fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 fn decode_cbor(bytes: &[u8]) -> Result<Envelope, DecodeError> {
-    let map = cbor::read_map(bytes).map_err(|err| DecodeError::malformed(err.0))?;
+    let map = cbor::read_map(bytes).map_err(|err| match err {
+        CborError::Malformed(message) => DecodeError::malformed(message),
+        CborError::TooHeavy(err) => DecodeError::from(err),
+    })?;
     let envelope = into_envelope(map.fields)?;
     match map.outside_model {
         None => Ok(envelope),

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod framing;
 pub mod message;
 pub mod names;
+mod weight;
 
 pub use codec::{DecodeError, Encoding, Envelope, RequestId};
 pub use message::{ErrorCode, ServerMessage};
