@@ -191,6 +191,11 @@ pub struct SessionConfig {
     #[arg(long, env = "ZAJEL_PUSH_QUEUE_BYTES", default_value_t = 8 << 20)]
     pub push_queue_bytes: usize,
 
+    /// Bytes all sessions together may buffer (queued pushes, messages arriving in pieces, request frames
+    /// being read); past it the sessions holding the most are closed, the heaviest first.
+    #[arg(long, env = "ZAJEL_MAX_BUFFERED_BYTES", default_value_t = 256 << 20)]
+    pub max_buffered_bytes: usize,
+
     /// Messages a session may send at once before the per-minute rate applies; past it, `rate_limited`.
     #[arg(long, env = "ZAJEL_RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
@@ -461,6 +466,11 @@ impl Config {
             "push_queue_bytes",
             self.sessions.push_queue_bytes >= 4 * self.transport.max_message_size,
             "must hold at least four messages of max_message_size",
+        )?;
+        check(
+            "max_buffered_bytes",
+            self.sessions.max_buffered_bytes >= self.sessions.push_queue_bytes,
+            "must hold at least one session's push_queue_bytes",
         )?;
         check(
             "max_rendezvous_entries",

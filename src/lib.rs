@@ -6,6 +6,7 @@
 //! this library.
 
 pub mod admission;
+pub mod buffers;
 pub mod clock;
 pub mod config;
 pub mod data_dir;

@@ -1,40 +1,84 @@
-//! The bounded queue of pushes for one session, bounded in messages and in bytes. Senders never wait: a
-//! session whose client stops reading fills its queue and is then closed as too slow, rather than
-//! buffering without limit.
+//! The bounded queue of pushes for one session. A push is encoded when it is queued, in the encoding the
+//! session's client reads, so that the queue holds exactly the bytes that will be written and is bounded
+//! by them: in messages, in bytes per session, and through the session's buffer account in bytes across
+//! all sessions. Senders never wait: a session whose client stops reading fills its queue and is then
+//! closed as too slow, rather than buffering without limit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
+use crate::buffers::SessionBuffers;
 use crate::protocol::ServerMessage;
+use crate::protocol::codec::{self, Encoding};
+
+/// One push, encoded, as it will be written.
+#[derive(Debug, PartialEq)]
+pub struct Push {
+    pub encoding: Encoding,
+    pub bytes: Vec<u8>,
+}
+
+/// The message encodes to more bytes than the session's queue may ever hold.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the message would be {size} bytes for its receiver, over its limit of {max}")]
+pub struct PushTooLarge {
+    pub size: usize,
+    pub max: usize,
+}
 
 #[derive(Clone, Debug)]
 pub struct PushSender {
-    queue: mpsc::Sender<(ServerMessage, usize)>,
+    queue: mpsc::Sender<Push>,
     shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 pub struct PushReceiver {
-    queue: mpsc::Receiver<(ServerMessage, usize)>,
+    queue: mpsc::Receiver<Push>,
     shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    overflowed: Arc<Notify>,
-    /// Approximate memory held by queued pushes.
+    /// Whether the client reads CBOR (else JSON); WebSocket clients may change it with each request.
+    cbor: AtomicBool,
+    /// Bytes of the pushes in the queue.
     queued_bytes: AtomicUsize,
     max_bytes: usize,
+    buffers: Arc<SessionBuffers>,
 }
 
-pub fn push_queue(capacity: usize, max_bytes: usize) -> (PushSender, PushReceiver) {
+impl Shared {
+    fn encoding(&self) -> Encoding {
+        if self.cbor.load(Ordering::Relaxed) {
+            Encoding::Cbor
+        } else {
+            Encoding::Json
+        }
+    }
+
+    fn unqueue(&self, size: usize) {
+        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        self.buffers.release(size);
+    }
+}
+
+/// A queue of at most `capacity` pushes and `max_bytes` bytes, encoded in `encoding` until the receiver
+/// says otherwise, counted on `buffers`.
+pub fn push_queue(
+    capacity: usize,
+    max_bytes: usize,
+    encoding: Encoding,
+    buffers: Arc<SessionBuffers>,
+) -> (PushSender, PushReceiver) {
     let (sender, receiver) = mpsc::channel(capacity);
     let shared = Arc::new(Shared {
-        overflowed: Arc::new(Notify::new()),
+        cbor: AtomicBool::new(encoding == Encoding::Cbor),
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
+        buffers,
     });
     (
         PushSender {
@@ -49,90 +93,162 @@ pub fn push_queue(capacity: usize, max_bytes: usize) -> (PushSender, PushReceive
 }
 
 impl PushSender {
-    /// Queues a push without waiting. A full queue (in messages or bytes) signals the session's
-    /// transport to close it.
-    pub fn push(&self, message: ServerMessage) {
-        let size = message.approximate_size();
-        let before = self.shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        if before + size > self.shared.max_bytes {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.shared.overflowed.notify_one();
-            return;
+    /// Queues a push without waiting. A message that could never fit the queue is refused, and the
+    /// session is untouched; a full queue (in messages or bytes) tells the session's transport to close
+    /// it as too slow.
+    pub fn push(&self, message: &ServerMessage) -> Result<(), PushTooLarge> {
+        let shared = &self.shared;
+        let encoding = shared.encoding();
+        let bytes = codec::encode(message, None, encoding);
+        let size = bytes.len();
+        if size > shared.max_bytes {
+            return Err(PushTooLarge {
+                size,
+                max: shared.max_bytes,
+            });
         }
-        match self.queue.try_send((message, size)) {
+        let before = shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        shared.buffers.hold(size);
+        if before + size > shared.max_bytes {
+            shared.unqueue(size);
+            shared.buffers.close();
+            return Ok(());
+        }
+        match self.queue.try_send(Push { encoding, bytes }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                self.shared.overflowed.notify_one();
+                shared.unqueue(size);
+                shared.buffers.close();
             }
             // The session is ending; its pushes have nowhere to go.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => shared.unqueue(size),
         }
+        Ok(())
     }
 }
 
 impl PushReceiver {
     /// The next push, in the order they were queued.
-    pub async fn recv(&mut self) -> Option<ServerMessage> {
-        let (message, size) = self.queue.recv().await?;
-        self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-        Some(message)
+    pub async fn recv(&mut self) -> Option<Push> {
+        let push = self.queue.recv().await?;
+        self.shared.unqueue(push.bytes.len());
+        Some(push)
     }
 
     /// The next push if one is queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<ServerMessage> {
-        let (message, size) = self.queue.try_recv().ok()?;
-        self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-        Some(message)
+    pub fn try_recv(&mut self) -> Option<Push> {
+        let push = self.queue.try_recv().ok()?;
+        self.shared.unqueue(push.bytes.len());
+        Some(push)
     }
 
-    /// Completes once the queue has overflowed: the transport must then close the session.
-    pub fn overflow_signal(&self) -> Arc<Notify> {
-        self.shared.overflowed.clone()
+    /// Pushes queued from now on are encoded in `encoding`.
+    pub fn follow_encoding(&self, encoding: Encoding) {
+        self.shared
+            .cbor
+            .store(encoding == Encoding::Cbor, Ordering::Relaxed);
+    }
+}
+
+impl Drop for PushReceiver {
+    fn drop(&mut self) {
+        // What is still queued goes with the session.
+        self.queue.close();
+        while let Ok(push) = self.queue.try_recv() {
+            self.shared.unqueue(push.bytes.len());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffers::BufferBudget;
+    use crate::protocol::message::Forwarded;
+    use std::time::Duration;
 
-    #[tokio::test]
-    async fn large_pushes_overflow_the_byte_bound() {
-        use crate::protocol::message::Forwarded;
-        let (sender, mut receiver) = push_queue(100, 64 * 1024);
-        let overflowed = receiver.overflow_signal();
-        let big = ServerMessage::Forwarded(Forwarded {
+    fn queue(capacity: usize, max_bytes: usize) -> (PushSender, PushReceiver, Arc<SessionBuffers>) {
+        let buffers = BufferBudget::new(usize::MAX).open_account(1);
+        let (sender, receiver) = push_queue(capacity, max_bytes, Encoding::Json, buffers.clone());
+        (sender, receiver, buffers)
+    }
+
+    fn offer(chars: usize) -> ServerMessage {
+        ServerMessage::Forwarded(Forwarded {
             kind: "offer",
             from: crate::protocol::Name::try_from("AAAAAA").unwrap(),
-            payload: serde_json::Value::String("x".repeat(40 * 1024)),
-        });
-        sender.push(big.clone());
-        sender.push(big.clone());
-        tokio::time::timeout(std::time::Duration::from_secs(5), overflowed.notified())
-            .await
-            .expect("overflow signalled by size");
-        assert_eq!(receiver.recv().await, Some(big.clone()));
-        sender.push(big);
-        assert!(receiver.try_recv().is_some(), "room again once read");
+            payload: serde_json::Value::String("x".repeat(chars)),
+        })
     }
 
     #[tokio::test]
-    async fn pushes_arrive_in_order_and_overflow_is_signalled() {
-        let (sender, mut receiver) = push_queue(2, 1 << 20);
-        let overflowed = receiver.overflow_signal();
-        sender.push(ServerMessage::Pong);
-        sender.push(ServerMessage::HeartbeatAck { timestamp: 1 });
-        sender.push(ServerMessage::HeartbeatAck { timestamp: 2 });
-        // notify_one stores a permit, so the signal is seen even though nobody was waiting.
-        tokio::time::timeout(std::time::Duration::from_secs(5), overflowed.notified())
+    async fn pushes_are_counted_by_their_encoded_size() {
+        let (sender, mut receiver, buffers) = queue(100, 64 * 1024);
+        sender.push(&offer(40 * 1024)).unwrap();
+        let held = buffers.held();
+        assert!((40 * 1024..41 * 1024).contains(&held), "{held}");
+        sender.push(&offer(40 * 1024)).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), buffers.must_close())
             .await
-            .expect("overflow signalled");
-        assert_eq!(receiver.recv().await, Some(ServerMessage::Pong));
+            .expect("over its bytes, the session is told to close");
+        let push = receiver.recv().await.unwrap();
+        assert_eq!(push.encoding, Encoding::Json);
         assert_eq!(
-            receiver.recv().await,
-            Some(ServerMessage::HeartbeatAck { timestamp: 1 })
+            push.bytes,
+            codec::encode(&offer(40 * 1024), None, Encoding::Json)
+        );
+        assert_eq!(buffers.held(), 0);
+    }
+
+    #[test]
+    fn a_push_that_could_never_fit_is_refused_and_the_session_untouched() {
+        let (sender, mut receiver, buffers) = queue(100, 64 * 1024);
+        let refused = sender.push(&offer(70 * 1024)).unwrap_err();
+        assert!(refused.size > 70 * 1024 && refused.max == 64 * 1024);
+        assert_eq!(buffers.held(), 0);
+        assert!(receiver.try_recv().is_none());
+        assert!(!buffers.closing(), "nothing to close for");
+    }
+
+    #[tokio::test]
+    async fn pushes_arrive_in_order_in_the_encoding_the_client_reads() {
+        let (sender, mut receiver, buffers) = queue(2, 1 << 20);
+        sender.push(&ServerMessage::Pong).unwrap();
+        receiver.follow_encoding(Encoding::Cbor);
+        sender
+            .push(&ServerMessage::HeartbeatAck { timestamp: 1 })
+            .unwrap();
+        sender
+            .push(&ServerMessage::HeartbeatAck { timestamp: 2 })
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), buffers.must_close())
+            .await
+            .expect("a third push overflows a queue of two");
+        assert_eq!(receiver.recv().await.unwrap().bytes, br#"{"type":"pong"}"#);
+        let second = receiver.recv().await.unwrap();
+        assert_eq!(second.encoding, Encoding::Cbor);
+        assert_eq!(
+            second.bytes,
+            codec::encode(
+                &ServerMessage::HeartbeatAck { timestamp: 1 },
+                None,
+                Encoding::Cbor
+            )
+        );
+    }
+
+    #[test]
+    fn what_is_queued_is_given_back_when_the_receiver_goes() {
+        let (sender, receiver, buffers) = queue(10, 1 << 20);
+        sender.push(&offer(1000)).unwrap();
+        assert!(buffers.held() > 1000);
+        drop(receiver);
+        assert_eq!(buffers.held(), 0);
+        sender.push(&offer(1000)).unwrap();
+        assert_eq!(
+            buffers.held(),
+            0,
+            "nothing is kept for a session that is gone"
         );
     }
 }

@@ -565,7 +565,10 @@ async fn hostile_input_gets_error_replies_and_the_session_survives() {
         .await;
     let reply = client.recv().await;
     assert_eq!(reply["code"], "too_large", "{reply}");
-    assert_eq!(client.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(
+        client.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
     server.stop().await;
 }
 

@@ -22,12 +22,14 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 use tracing::debug;
 
 use crate::admission::{Admission, Admissions, OverCapacity};
+use crate::buffers::{BufferBudget, SessionBuffers};
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::identity::ServerIdentity;
 use crate::peer::SessionId;
+use crate::protocol::codec::Encoding;
 use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
-use crate::push::{PushReceiver, push_queue};
+use crate::push::{PushReceiver, PushTooLarge, push_queue};
 use crate::rate::{RateLimit, TokenBucket};
 use crate::state::{Recipient, SessionNames, SharedState, StateFailed};
 use fields::RequestError;
@@ -41,6 +43,7 @@ pub struct Sessions(Arc<SessionsInner>);
 struct SessionsInner {
     state: SharedState,
     admissions: Admissions,
+    buffer_budget: Arc<BufferBudget>,
     clock: Arc<dyn Clock>,
     config: SessionConfig,
     identity: ServerIdentity,
@@ -63,6 +66,7 @@ impl Sessions {
     ) -> Self {
         Self(Arc::new(SessionsInner {
             clock: state.clock().clone(),
+            buffer_budget: BufferBudget::new(config.max_buffered_bytes),
             state,
             admissions,
             config,
@@ -89,21 +93,39 @@ impl Sessions {
         self.0.admissions.admit(ip)
     }
 
-    /// Opens a session for a client at `ip`. Its first push, already queued, is `server_info`.
-    pub fn open(&self, ip: IpAddr) -> Result<(Session, PushReceiver), OverCapacity> {
-        Ok(self.open_admitted(self.admit(ip)?))
+    /// Opens a session for a client at `ip` whose pushes are encoded in `encoding` (until the
+    /// transport says otherwise). Its first push, already queued, is `server_info`.
+    pub fn open(
+        &self,
+        ip: IpAddr,
+        encoding: Encoding,
+    ) -> Result<(Session, PushReceiver), OverCapacity> {
+        Ok(self.open_admitted(self.admit(ip)?, encoding))
     }
 
     /// Opens a session for a connection admitted earlier.
-    pub fn open_admitted(&self, admission: Admission) -> (Session, PushReceiver) {
+    pub fn open_admitted(
+        &self,
+        admission: Admission,
+        encoding: Encoding,
+    ) -> (Session, PushReceiver) {
         let shared = &self.0;
         let config = &shared.config;
-        let (pushes, receiver) = push_queue(config.push_queue, config.push_queue_bytes);
-        pushes.push(ServerMessage::ServerInfo {
+        let buffers = shared.buffer_budget.open_account(admission.id());
+        let (pushes, receiver) = push_queue(
+            config.push_queue,
+            config.push_queue_bytes,
+            encoding,
+            buffers.clone(),
+        );
+        let server_info = ServerMessage::ServerInfo {
             server_id: shared.identity.server_id.clone(),
             endpoint: shared.identity.endpoint.clone(),
             region: shared.identity.region.clone(),
-        });
+        };
+        pushes
+            .push(&server_info)
+            .expect("server_info fits any push queue");
         let now = shared.clock.now();
         let session = Session {
             shared: self.0.clone(),
@@ -112,6 +134,7 @@ impl Sessions {
                 address: admission.address(),
                 pushes,
             },
+            buffers,
             admission,
             names: AsyncMutex::new(SessionNames::default()),
             buckets: Mutex::new(Buckets {
@@ -156,6 +179,8 @@ pub enum Failure {
     NotRegistered,
     #[error("no live session holds that pairing code")]
     PeerNotFound,
+    #[error(transparent)]
+    TooLargeForPeer(#[from] PushTooLarge),
     #[error("peerId is not an id of this session")]
     PeerIdMismatch,
     #[error("peerId is held by another session")]
@@ -192,6 +217,7 @@ impl Failure {
             Self::Request(RequestError::Invalid(_)) => ErrorCode::InvalidMessage,
             Self::NotRegistered => ErrorCode::NotRegistered,
             Self::PeerNotFound => ErrorCode::PeerNotFound,
+            Self::TooLargeForPeer(_) => ErrorCode::TooLarge,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
@@ -226,6 +252,7 @@ fn own_pairing_code(names: &SessionNames) -> Result<Name, Failure> {
 pub struct Session {
     shared: Arc<SessionsInner>,
     recipient: Recipient,
+    buffers: Arc<SessionBuffers>,
     /// The session's place within the session limits, given back when the session is dropped, and its
     /// address's shared budget.
     admission: Admission,
@@ -245,6 +272,12 @@ struct Buckets {
 impl Session {
     pub fn id(&self) -> SessionId {
         self.recipient.id
+    }
+
+    /// What the session buffers, on the account all sessions share; it tells when the session must
+    /// close.
+    pub fn buffers(&self) -> &Arc<SessionBuffers> {
+        &self.buffers
     }
 
     /// Answers one decoded message. Never fails: every problem becomes an error reply.

@@ -131,13 +131,13 @@ impl Session {
             from,
             payload: signal.payload,
         });
-        if !self
+        // Encoded and queued here, not by the shared state: its cost is the sender's.
+        let target = self
             .state()
-            .push_to_code(signal.target.name(), forwarded)
+            .pushes_of_code(signal.target.name())
             .await?
-        {
-            return Err(Failure::PeerNotFound);
-        }
+            .ok_or(Failure::PeerNotFound)?;
+        target.push(&forwarded)?;
         Ok(ServerMessage::Ack {
             request_type: signal.kind.as_str(),
         })

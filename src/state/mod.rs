@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::{Clock, Millis};
 use crate::config::{PairingConfig, RendezvousConfig};
 use crate::peer::{AddressGroup, SessionId};
+use crate::protocol::Name;
 use crate::protocol::names::PairingKey;
-use crate::protocol::{Name, ServerMessage};
 use crate::push::PushSender;
 use crate::registry::{PairingRegistry, RelayRegistry, RendezvousRegistry};
 use owners::{NameOwners, Role};
@@ -216,14 +216,10 @@ impl SharedState {
         .await
     }
 
-    /// Queues `message` for the session holding `code` as its pairing code. Returns false when none does.
-    pub async fn push_to_code(
-        &self,
-        code: &Name,
-        message: ServerMessage,
-    ) -> Result<bool, StateFailed> {
+    /// Where pushes for the session holding `code` as its pairing code go, if one does.
+    pub async fn pushes_of_code(&self, code: &Name) -> Result<Option<PushSender>, StateFailed> {
         let code = code.clone();
-        self.run(move |registries, _| registries.owners.push_to_code(code.as_str(), message))
+        self.run(move |registries, _| registries.owners.pushes_of_code(code.as_str()).cloned())
             .await
     }
 

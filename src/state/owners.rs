@@ -168,11 +168,20 @@ impl NameOwners {
     pub fn push(&self, name: &str, message: ServerMessage) -> bool {
         match self.holders.get(name) {
             Some(holder) => {
-                holder.pushes.push(message);
+                // The server's own pushes are small; none is refused for its size.
+                let _ = holder.pushes.push(&message);
                 true
             }
             None => false,
         }
+    }
+
+    /// Where pushes for the session holding `code` as its pairing code go.
+    pub fn pushes_of_code(&self, code: &str) -> Option<&PushSender> {
+        self.holders
+            .get(code)
+            .filter(|holder| holder.as_code)
+            .map(|holder| &holder.pushes)
     }
 
     /// Records the public key of a pairing code that `session` holds.
@@ -198,7 +207,7 @@ impl NameOwners {
     pub fn push_to_code(&self, code: &str, message: ServerMessage) -> bool {
         match self.holders.get(code) {
             Some(holder) if holder.as_code => {
-                holder.pushes.push(message);
+                let _ = holder.pushes.push(&message);
                 true
             }
             _ => false,
@@ -221,7 +230,9 @@ mod tests {
     }
 
     fn recipient(id: SessionId) -> (Recipient, crate::push::PushReceiver) {
-        let (pushes, receiver) = push_queue(4, 1 << 20);
+        let buffers = crate::buffers::BufferBudget::new(usize::MAX).open_account(id);
+        let (pushes, receiver) =
+            push_queue(4, 1 << 20, crate::protocol::codec::Encoding::Json, buffers);
         let address = crate::peer::AddressGroup::from(std::net::IpAddr::from([127, 0, 0, 1]));
         (
             Recipient {
@@ -271,7 +282,10 @@ mod tests {
             .unwrap();
         assert!(owners.push("peer", ServerMessage::Pong));
         assert!(!owners.push("nobody", ServerMessage::Pong));
-        assert_eq!(receiver.recv().await, Some(ServerMessage::Pong));
+        assert_eq!(
+            receiver.recv().await.map(|push| push.bytes),
+            Some(br#"{"type":"pong"}"#.to_vec())
+        );
     }
 
     fn key(byte: u8) -> PairingKey {

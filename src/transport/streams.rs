@@ -65,10 +65,10 @@ pub async fn serve_connection<C: StreamConnection>(
         Err(over_capacity) => return refuse(&connection, &over_capacity.to_string()).await,
     };
     let connection = Arc::new(connection);
-    let (session, pushes) = context.sessions.open_admitted(admission);
+    let (session, pushes) = context.sessions.open_admitted(admission, Encoding::Cbor);
     let session = Arc::new(session);
     debug!(session = session.id(), "QUIC session opened");
-    let overflowed = pushes.overflow_signal();
+    let buffers = session.buffers().clone();
     // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
     // waits (and the client's flow control with it) until earlier frames are answered.
     let frame_budget = Arc::new(Semaphore::new(2 * context.config.max_message_size));
@@ -88,7 +88,7 @@ pub async fn serve_connection<C: StreamConnection>(
         () = serve_pushes(&*connection, pushes) => {
             connection.close(CloseCode::PushStreamFailed, "push stream failed");
         }
-        () = overflowed.notified() => connection.close(CloseCode::TooSlow, "too slow"),
+        () = buffers.must_close() => connection.close(CloseCode::TooSlow, "too slow"),
         () = context.shutdown.cancelled() => {
             connection.close(CloseCode::ShuttingDown, "shutting down");
         }
@@ -119,8 +119,7 @@ async fn serve_pushes<C: StreamConnection>(connection: &C, mut pushes: PushRecei
         return;
     };
     while let Some(push) = pushes.recv().await {
-        let frame = codec::encode(&push, None, Encoding::Cbor);
-        if write_frame(&mut stream, &frame).await.is_err() {
+        if write_frame(&mut stream, &push.bytes).await.is_err() {
             return;
         }
     }
@@ -162,9 +161,10 @@ async fn serve_request_stream<C: StreamConnection>(
             }
             Err(err) => return debug!(error = %err, "request stream ended"),
         };
-        let Ok(_held) = frame_budget.acquire_many(length).await else {
+        let Ok(_permits) = frame_budget.acquire_many(length).await else {
             return;
         };
+        let _held = session.buffers().hold_while(length as usize);
         if let Err(err) = read_body(&mut recv, length, &mut frame).await {
             return debug!(error = %err, "request stream ended");
         }

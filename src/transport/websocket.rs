@@ -27,7 +27,7 @@ use super::message_kind::MessageKindTracker;
 use super::responses::{HttpResponse, plain};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
-use crate::push::PushReceiver;
+use crate::push::{Push, PushReceiver};
 use crate::session::Session;
 
 /// How long a closing handshake may take before the connection is simply dropped.
@@ -153,7 +153,7 @@ pub async fn run_session<S>(
         encoding: Encoding::Json,
         idle_timeout: context.config.idle_timeout(),
     };
-    let (session, mut pushes) = match context.sessions.open(ip) {
+    let (session, mut pushes) = match context.sessions.open(ip, Encoding::Json) {
         Ok(opened) => opened,
         Err(over_capacity) => {
             let refusal = ServerMessage::error(ErrorCode::OverCapacity, over_capacity.to_string());
@@ -163,10 +163,10 @@ pub async fn run_session<S>(
             return;
         }
     };
-    let overflowed = pushes.overflow_signal();
+    let buffers = session.buffers().clone();
     let ending = tokio::select! {
         ending = connection.serve(&session, &mut pushes) => ending,
-        () = overflowed.notified() => Ending::TooSlow,
+        () = buffers.must_close() => Ending::TooSlow,
         () = context.shutdown.cancelled() => Ending::Shutdown,
     };
     debug!(session = session.id(), ?ending, "WebSocket session ending");
@@ -228,7 +228,7 @@ where
         // `server_info`, queued when the session opened, goes out before anything is read, so that it
         // is the first frame even for a client that sends without waiting.
         if let Some(server_info) = pushes.try_recv()
-            && let Err(ending) = self.send(&server_info, None).await
+            && let Err(ending) = self.send_encoded(server_info).await
         {
             return ending;
         }
@@ -252,6 +252,7 @@ where
                         Some(Ok(_)) => continue,
                     };
                     self.encoding = encoding;
+                    pushes.follow_encoding(encoding);
                     let reply = session.handle(codec::decode(&bytes, encoding)).await;
                     // WebSocket has no acks: a request that succeeded with no reply gets none, as
                     // the legacy servers did.
@@ -263,7 +264,7 @@ where
                     }
                 }
                 Some(push) = pushes.recv() => {
-                    if let Err(ending) = self.send(&push, None).await {
+                    if let Err(ending) = self.send_encoded(push).await {
                         return ending;
                     }
                 }
@@ -278,7 +279,16 @@ where
         request_id: Option<&RequestId>,
     ) -> Result<(), Ending> {
         let bytes = codec::encode(message, request_id, self.encoding);
-        let frame = match self.encoding {
+        self.send_encoded(Push {
+            encoding: self.encoding,
+            bytes,
+        })
+        .await
+    }
+
+    /// Sends a message already encoded, as a text frame (JSON) or a binary frame (CBOR).
+    async fn send_encoded(&mut self, Push { encoding, bytes }: Push) -> Result<(), Ending> {
+        let frame = match encoding {
             Encoding::Json => {
                 Message::text(String::from_utf8(bytes).expect("JSON encodes to UTF-8"))
             }

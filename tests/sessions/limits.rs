@@ -10,7 +10,7 @@ async fn a_full_push_queue_signals_the_transport_to_close() {
         config
     });
     let sleeper = fixture.open().await;
-    let overflowed = sleeper.pushes.overflow_signal();
+    let buffers = sleeper.session.buffers().clone();
     sleeper
         .request(json!({"type": "register_rendezvous", "peerId": "sleeper", "hourlyTokens": ["t"]}))
         .await;
@@ -21,7 +21,7 @@ async fn a_full_push_queue_signals_the_transport_to_close() {
         )
         .await;
     }
-    tokio::time::timeout(Duration::from_secs(5), overflowed.notified())
+    tokio::time::timeout(Duration::from_secs(5), buffers.must_close())
         .await
         .expect("overflow signalled");
 }
@@ -36,15 +36,21 @@ async fn sessions_beyond_the_limits_are_refused() {
     });
     let first = fixture.open().await;
     let _second = fixture.open().await;
-    assert_eq!(fixture.sessions.open(LOCALHOST).err(), Some(OverCapacity));
+    assert_eq!(
+        fixture.sessions.open(LOCALHOST, Encoding::Json).err(),
+        Some(OverCapacity)
+    );
     let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let (_third, _) = fixture
         .sessions
-        .open(other_ip)
+        .open(other_ip, Encoding::Json)
         .expect("another address has room");
-    assert!(fixture.sessions.open(other_ip).is_err(), "total limit");
+    assert!(
+        fixture.sessions.open(other_ip, Encoding::Json).is_err(),
+        "total limit"
+    );
     drop(first);
-    assert!(fixture.sessions.open(LOCALHOST).is_ok());
+    assert!(fixture.sessions.open(LOCALHOST, Encoding::Json).is_ok());
 }
 
 #[tokio::test]

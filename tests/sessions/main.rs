@@ -75,7 +75,7 @@ impl Fixture {
 
     /// A session from another address than the others'.
     async fn open_from(&self, ip: IpAddr) -> Peer {
-        let (session, pushes) = self.sessions.open(ip).expect("admitted");
+        let (session, pushes) = self.sessions.open(ip, Encoding::Json).expect("admitted");
         let mut peer = Peer {
             session,
             pushes,
@@ -107,7 +107,7 @@ impl Peer {
         self.state.settled().await.expect("the state runs");
         self.pushes
             .try_recv()
-            .map(|message| to_json(&message, None))
+            .map(|push| serde_json::from_slice(&push.bytes).expect("pushes are JSON here"))
     }
 }
 

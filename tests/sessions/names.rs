@@ -139,6 +139,8 @@ async fn a_code_freed_by_its_session_ending_stays_with_its_key_for_two_minutes()
         "its owner gets it back"
     );
     drop(returning);
+    // Released (and reserved again) before the clock moves on.
+    fixture.sessions.state().settled().await.unwrap();
     fixture.clock.advance(Duration::from_secs(121));
     fixture.sessions.state().run_pairing_timers().await.unwrap();
     assert_eq!(
