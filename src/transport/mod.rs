@@ -1,8 +1,8 @@
 //! Transports turn bytes into envelopes for a `Session` and its replies and pushes back into bytes. They
 //! know nothing of registries.
 
+pub mod frame_watch;
 pub mod http;
-pub mod message_kind;
 pub mod quic;
 mod responses;
 pub mod streams;

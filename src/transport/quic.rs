@@ -20,6 +20,9 @@ pub const ALPN_ZAJEL: &[u8] = b"zajel/1";
 const MAX_REQUEST_STREAMS: u32 = 128;
 /// Unidirectional streams a client may open: HTTP/3 needs its control and QPACK streams.
 const MAX_CLIENT_UNI_STREAMS: u32 = 16;
+/// Bytes a client may send on one stream ahead of the server's reading, and on all its streams together.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 128 * 1024;
 /// Datagrams are not part of the protocol, but WebTransport clients expect them to be allowed; nothing
 /// reads them, so their buffers stay small.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
@@ -30,7 +33,6 @@ pub fn bind(
     certificates: &Arc<Certificates>,
     config: &TransportConfig,
 ) -> std::io::Result<quinn::Endpoint> {
-    let max_message_size = config.max_message_size;
     let tls = certificates.server_config(true, &[ALPN_WEBTRANSPORT, ALPN_ZAJEL]);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .expect("a TLS 1.3 configuration with a QUIC cipher suite");
@@ -42,13 +44,10 @@ pub fn bind(
             quinn::IdleTimeout::try_from(config.idle_timeout())
                 .expect("idle timeout within QUIC's range"),
         ))
-        // Room for one whole message per stream, a few messages per connection.
-        .stream_receive_window(quinn::VarInt::from_u32(
-            u32::try_from(max_message_size + 4).unwrap_or(u32::MAX),
-        ))
-        .receive_window(quinn::VarInt::from_u32(
-            u32::try_from(4 * (max_message_size + 4)).unwrap_or(u32::MAX),
-        ))
+        // Small windows: the server reads frames as they arrive (and counts them on the session's
+        // buffer account), so these only bound what quinn holds for streams waiting their turn.
+        .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));

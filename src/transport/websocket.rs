@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{Instrument, debug, debug_span};
 
 use super::TransportContext;
-use super::message_kind::MessageKindTracker;
+use super::frame_watch::FrameWatcher;
 use super::responses::{HttpResponse, plain};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
@@ -75,7 +75,7 @@ pub fn upgrade(
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let stream = WebSocketStream::from_raw_socket(
-                        MessageKindTracker::new(TokioIo::new(upgraded)),
+                        FrameWatcher::new(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(websocket_config(context.config.max_message_size)),
                     )
@@ -142,7 +142,7 @@ struct Connection<S> {
 
 /// Serves one WebSocket session from open to close.
 pub async fn run_session<S>(
-    stream: WebSocketStream<MessageKindTracker<S>>,
+    stream: WebSocketStream<FrameWatcher<S>>,
     ip: IpAddr,
     context: &TransportContext,
 ) where
@@ -164,6 +164,7 @@ pub async fn run_session<S>(
         }
     };
     let buffers = session.buffers().clone();
+    connection.stream.get_mut().count_on(buffers.clone());
     let ending = tokio::select! {
         ending = connection.serve(&session, &mut pushes) => ending,
         () = buffers.must_close() => Ending::TooSlow,

@@ -1,31 +1,44 @@
-//! Watches the bytes a WebSocket client sends for the first frame of each data message, so that a message
-//! refused from its frame header (one over the size limit) can still be answered in its own encoding:
-//! text frames carry JSON, binary frames CBOR. Only frame headers are read here (RFC 6455, section 5.2);
-//! the WebSocket layer behind it parses and checks everything.
+//! Watches the bytes a WebSocket client sends, frame header by frame header (RFC 6455, section 5.2), for
+//! two things the WebSocket layer behind it does not tell: the kind of the latest data message, so that a
+//! message refused from its frame header (one over the size limit) can still be answered in its own
+//! encoding (text frames carry JSON, binary frames CBOR); and the bytes of the message still arriving,
+//! which the WebSocket layer holds until it is whole, counted on the session's buffer account. Only
+//! headers are read here; the WebSocket layer parses and checks everything.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::buffers::SessionBuffers;
 use crate::protocol::Encoding;
 
+const OPCODE_CONTINUATION: u8 = 0x0;
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_BINARY: u8 = 0x2;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 const MAX_HEADER: usize = 14;
 
-/// A client stream that remembers the kind of the latest data message whose header went through it.
+/// A client stream that remembers the kind of the latest data message whose header went through it, and
+/// counts the bytes of the data message still arriving.
 #[derive(Debug)]
-pub struct MessageKindTracker<S> {
+pub struct FrameWatcher<S> {
     inner: S,
     header: [u8; MAX_HEADER],
     header_len: usize,
     payload_left: u64,
     latest: Option<Encoding>,
+    /// Whether the frame whose payload is arriving belongs to a data message, and ends it.
+    in_data_frame: bool,
+    final_frame: bool,
+    /// Bytes of the data message not yet whole, counted on `buffers`.
+    unfinished: usize,
+    buffers: Option<Arc<SessionBuffers>>,
 }
 
-impl<S> MessageKindTracker<S> {
+impl<S> FrameWatcher<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
@@ -33,7 +46,36 @@ impl<S> MessageKindTracker<S> {
             header_len: 0,
             payload_left: 0,
             latest: None,
+            in_data_frame: false,
+            final_frame: false,
+            unfinished: 0,
+            buffers: None,
         }
+    }
+
+    /// Counts the bytes of unfinished messages from now on on `buffers`.
+    pub fn count_on(&mut self, buffers: Arc<SessionBuffers>) {
+        self.buffers = Some(buffers);
+    }
+
+    /// Bytes of the data message not yet whole.
+    pub fn unfinished_bytes(&self) -> usize {
+        self.unfinished
+    }
+
+    fn hold(&mut self, bytes: usize) {
+        self.unfinished += bytes;
+        if let Some(buffers) = &self.buffers {
+            buffers.hold(bytes);
+        }
+    }
+
+    /// The message is whole: the WebSocket layer hands it over and no longer holds it.
+    fn message_done(&mut self) {
+        if let Some(buffers) = &self.buffers {
+            buffers.release(self.unfinished);
+        }
+        self.unfinished = 0;
     }
 
     /// The encoding of the latest data message the client started, if any.
@@ -49,20 +91,33 @@ impl<S> MessageKindTracker<S> {
                     .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
                 self.payload_left -= skipped as u64;
                 bytes = &bytes[skipped..];
+                if self.in_data_frame {
+                    self.hold(skipped);
+                    if self.payload_left == 0 && self.final_frame {
+                        self.message_done();
+                    }
+                }
                 continue;
             }
             self.header[self.header_len] = bytes[0];
             self.header_len += 1;
             bytes = &bytes[1..];
             if let Some(payload_len) = self.complete_header() {
-                match self.header[0] & 0x0f {
+                let opcode = self.header[0] & 0x0f;
+                match opcode {
                     OPCODE_TEXT => self.latest = Some(Encoding::Json),
                     OPCODE_BINARY => self.latest = Some(Encoding::Cbor),
                     // Continuations keep their message's kind; control frames carry none.
                     _ => {}
                 }
+                self.in_data_frame =
+                    matches!(opcode, OPCODE_CONTINUATION | OPCODE_TEXT | OPCODE_BINARY);
+                self.final_frame = self.header[0] & 0x80 != 0;
                 self.header_len = 0;
                 self.payload_left = payload_len;
+                if payload_len == 0 && self.in_data_frame && self.final_frame {
+                    self.message_done();
+                }
             }
         }
     }
@@ -89,7 +144,13 @@ impl<S> MessageKindTracker<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for MessageKindTracker<S> {
+impl<S> Drop for FrameWatcher<S> {
+    fn drop(&mut self) {
+        self.message_done();
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FrameWatcher<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,7 +166,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for MessageKindTracker<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for MessageKindTracker<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for FrameWatcher<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -146,8 +207,39 @@ mod tests {
         bytes
     }
 
-    fn tracker() -> MessageKindTracker<()> {
-        MessageKindTracker::new(())
+    fn tracker() -> FrameWatcher<()> {
+        FrameWatcher::new(())
+    }
+
+    #[test]
+    fn the_bytes_of_an_unfinished_message_are_counted_until_it_is_whole() {
+        let budget = crate::buffers::BufferBudget::new(usize::MAX);
+        let buffers = budget.open_account(1);
+        let mut watcher = tracker();
+        watcher.count_on(buffers.clone());
+        let first = frame(false, OPCODE_TEXT, 1000);
+        watcher.observe(&first[..500]);
+        assert_eq!(
+            buffers.held(),
+            500 - 8,
+            "the payload so far, not the header"
+        );
+        watcher.observe(&first[500..]);
+        watcher.observe(&frame(true, 0x9, 4)); // a ping between fragments holds nothing
+        assert_eq!(buffers.held(), 1000);
+        let last = frame(true, OPCODE_CONTINUATION, 300);
+        watcher.observe(&last[..100]);
+        assert_eq!(watcher.unfinished_bytes(), 1000 + 100 - 8);
+        watcher.observe(&last[100..]);
+        assert_eq!(
+            buffers.held(),
+            0,
+            "whole, it is the WebSocket layer's to hand over"
+        );
+        watcher.observe(&frame(false, OPCODE_BINARY, 50));
+        assert_eq!(buffers.held(), 50);
+        drop(watcher);
+        assert_eq!(buffers.held(), 0, "given back when the connection goes");
     }
 
     #[test]
