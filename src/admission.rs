@@ -56,13 +56,18 @@ struct Open {
 struct AddressState {
     sessions: usize,
     handshakes: usize,
+    /// Messages its sessions may send, together, earned back over time.
+    messages: TokenBucket,
     /// Rendezvous entries its sessions may register, earned back over time.
     rendezvous_entries: TokenBucket,
 }
 
 impl AddressState {
     fn is_idle(&mut self, now: Millis) -> bool {
-        self.sessions == 0 && self.handshakes == 0 && self.rendezvous_entries.is_full(now)
+        self.sessions == 0
+            && self.handshakes == 0
+            && self.messages.is_full(now)
+            && self.rendezvous_entries.is_full(now)
     }
 }
 
@@ -94,11 +99,20 @@ impl Admission {
     /// Takes `entries` from the rendezvous budget of the session's address. Returns false, taking
     /// nothing, when the budget does not hold that many now.
     pub fn spend_rendezvous_entries(&self, entries: usize) -> bool {
+        self.spend(|state| &mut state.rendezvous_entries, entries as f64)
+    }
+
+    /// Takes `messages` from the message rate of the session's address, which all its sessions share.
+    pub fn spend_messages(&self, messages: f64) -> bool {
+        self.spend(|state| &mut state.messages, messages)
+    }
+
+    fn spend(&self, bucket: impl FnOnce(&mut AddressState) -> &mut TokenBucket, cost: f64) -> bool {
         let now = self.admissions.0.clock.now();
         let mut open = self.admissions.open();
         open.per_address
             .get_mut(&self.address)
-            .is_some_and(|state| state.rendezvous_entries.try_take_n(now, entries as f64))
+            .is_some_and(|state| bucket(state).try_take_n(now, cost))
     }
 }
 
@@ -179,6 +193,13 @@ impl Admissions {
             .or_insert_with(|| AddressState {
                 sessions: 0,
                 handshakes: 0,
+                messages: TokenBucket::new(
+                    RateLimit {
+                        burst: config.messages_per_minute_per_ip,
+                        per_minute: config.messages_per_minute_per_ip,
+                    },
+                    now,
+                ),
                 rendezvous_entries: TokenBucket::new(
                     RateLimit {
                         burst: config.rendezvous_entries_per_minute_per_ip,

@@ -168,6 +168,11 @@ pub struct AdmissionConfig {
     #[arg(long, env = "ZAJEL_MAX_HANDSHAKES_PER_IP", default_value_t = 64)]
     pub max_handshakes_per_ip: usize,
 
+    /// Messages the sessions of one address may send per minute, together (and at once), on top of each
+    /// session's own rate; past it their messages get `rate_limited`.
+    #[arg(long, env = "ZAJEL_MESSAGES_PER_MINUTE_PER_IP", default_value_t = 6000)]
+    pub messages_per_minute_per_ip: u32,
+
     /// Rendezvous entries the sessions of one address may register per minute, together (and at once);
     /// past it their registrations get `rate_limited`.
     #[arg(
@@ -542,6 +547,10 @@ impl AdmissionConfig {
             ("max_sessions_per_ip", self.max_sessions_per_ip),
             ("max_handshakes", self.max_handshakes),
             ("max_handshakes_per_ip", self.max_handshakes_per_ip),
+            (
+                "messages_per_minute_per_ip",
+                self.messages_per_minute_per_ip as usize,
+            ),
         ] {
             check(name, value >= 1, "must be at least 1")?;
         }

@@ -47,8 +47,15 @@ impl ServerProcess {
             "127.0.0.1:0",
             "--quic-listen",
             "127.0.0.1:0",
+            // One address plays ten thousand clients: its per-address budgets are those of many.
             "--max-sessions-per-ip",
             "20000",
+            "--max-handshakes-per-ip",
+            "20000",
+            "--messages-per-minute-per-ip",
+            "1000000",
+            "--rendezvous-entries-per-minute-per-ip",
+            "1000000",
             "--server-id",
             "many-sessions",
         ]

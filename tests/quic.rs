@@ -106,6 +106,8 @@ async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
     config.sessions.push_queue = 4;
     // This test floods on purpose.
     config.sessions.rate_limit_burst = 1_000_000;
+    config.admission.messages_per_minute_per_ip = 1_000_000;
+    config.admission.rendezvous_entries_per_minute_per_ip = 1_000_000;
     let server = TestServer::start_with(config).await;
     let sleeper = QuicClient::connect(&server).await;
     sleeper

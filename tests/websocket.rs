@@ -387,6 +387,8 @@ async fn a_client_that_never_reads_is_closed_and_the_server_stays_healthy() {
     config.sessions.push_queue = 8;
     // This test floods on purpose.
     config.sessions.rate_limit_burst = 1_000_000;
+    config.admission.messages_per_minute_per_ip = 1_000_000;
+    config.admission.rendezvous_entries_per_minute_per_ip = 1_000_000;
     let server = TestServer::start_with(config).await;
     let mut sleeper = server.connect().await;
     sleeper

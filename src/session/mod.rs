@@ -280,10 +280,10 @@ impl Session {
         &self.buffers
     }
 
-    /// Answers one decoded message. Never fails: every problem becomes an error reply.
+    /// Answers one decoded message, which costs one message of the session's rate and its address's.
+    /// Never fails: every problem becomes an error reply.
     pub async fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
-        let now = self.shared.clock.now();
-        if !self.buckets().messages.try_take(now) {
+        if !self.charge_message() {
             let request_id = match &decoded {
                 Ok(envelope) => envelope.request_id.clone(),
                 Err(err) => err.request_id.clone(),
@@ -293,6 +293,11 @@ impl Session {
                 request_id,
             };
         }
+        self.handle_charged(decoded).await
+    }
+
+    /// Answers one decoded message already paid for (see [`Self::charge_message`]).
+    pub async fn handle_charged(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
         let (request_id, outcome) = match decoded {
             Err(mut err) => (err.request_id.take(), Err(Failure::Decode(err))),
             Ok(envelope) => {
@@ -311,6 +316,14 @@ impl Session {
             message: outcome.unwrap_or_else(Failure::into_message),
             request_id,
         }
+    }
+
+    /// Takes one message from the session's rate and from its address's. Transports charge this way
+    /// what costs CPU without being a message (a QUIC stream, a WebSocket Ping). Returns false when
+    /// either is spent.
+    pub fn charge_message(&self) -> bool {
+        self.buckets().messages.try_take(self.shared.clock.now())
+            && self.admission.spend_messages(1.0)
     }
 
     async fn dispatch(&self, request: Request) -> Result<ServerMessage, Failure> {
@@ -343,13 +356,15 @@ impl Session {
         &self.shared.state
     }
 
-    /// Takes `tokens` more from the session's message rate, beyond the one every message costs.
+    /// Takes `tokens` more from the session's message rate and its address's, beyond the one every
+    /// message costs.
     fn take_tokens(&self, tokens: f64) -> bool {
         tokens == 0.0
-            || self
+            || (self
                 .buckets()
                 .messages
                 .try_take_n(self.shared.clock.now(), tokens)
+                && self.admission.spend_messages(tokens))
     }
 
     fn buckets(&self) -> MutexGuard<'_, Buckets> {

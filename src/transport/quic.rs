@@ -127,6 +127,11 @@ impl StreamConnection for quinn::Connection {
         let _ = recv.stop(quinn::VarInt::from_u32(0));
     }
 
+    fn refuse_stream(mut send: Self::Send, mut recv: Self::Recv) {
+        let _ = recv.stop(quinn::VarInt::from_u32(0));
+        let _ = send.reset(quinn::VarInt::from_u32(0));
+    }
+
     fn close(&self, code: CloseCode, reason: &str) {
         quinn::Connection::close(
             self,

@@ -48,6 +48,8 @@ pub trait StreamConnection: Send + Sync + 'static {
     fn open_uni(&self) -> impl Future<Output = Option<Self::Send>> + Send;
     /// Asks the client to stop sending on this stream (STOP_SENDING).
     fn stop_receiving(recv: Self::Recv);
+    /// Refuses a whole stream: STOP_SENDING on its receiving side, RESET_STREAM on its sending side.
+    fn refuse_stream(send: Self::Send, recv: Self::Recv);
     fn close(&self, code: CloseCode, reason: &str);
     /// Completes when the connection is closed, by either side.
     fn closed(&self) -> impl Future<Output = ()> + Send;
@@ -74,6 +76,12 @@ pub async fn serve_connection<C: StreamConnection>(
     let frame_budget = Arc::new(Semaphore::new(2 * context.config.max_message_size));
     let accept_requests = async {
         while let Some((send, recv)) = connection.accept_bi().await {
+            // A stream costs a message of the session's rate even if it carries none; its first frame
+            // is then paid for.
+            if !session.charge_message() {
+                C::refuse_stream(send, recv);
+                continue;
+            }
             context.tasks.spawn(serve_request_stream::<C>(
                 session.clone(),
                 send,
@@ -126,7 +134,7 @@ async fn serve_pushes<C: StreamConnection>(connection: &C, mut pushes: PushRecei
 }
 
 /// Answers the frames of one request stream in order, one answer frame each; finishes when the client
-/// has finished.
+/// has finished. The stream's first frame was paid for when the stream was accepted.
 async fn serve_request_stream<C: StreamConnection>(
     session: Arc<Session>,
     mut send: C::Send,
@@ -135,6 +143,7 @@ async fn serve_request_stream<C: StreamConnection>(
     max_message_size: usize,
 ) {
     let mut frame = Vec::new();
+    let mut paid = true;
     loop {
         let length = match read_length(&mut recv, max_message_size).await {
             Ok(Some(length)) => length,
@@ -168,7 +177,12 @@ async fn serve_request_stream<C: StreamConnection>(
         if let Err(err) = read_body(&mut recv, length, &mut frame).await {
             return debug!(error = %err, "request stream ended");
         }
-        let reply = session.handle(codec::decode(&frame, Encoding::Cbor)).await;
+        let decoded = codec::decode(&frame, Encoding::Cbor);
+        let reply = if std::mem::take(&mut paid) {
+            session.handle_charged(decoded).await
+        } else {
+            session.handle(decoded).await
+        };
         let bytes = codec::encode(&reply.message, reply.request_id.as_ref(), Encoding::Cbor);
         if frame.capacity() > KEPT_FRAME_CAPACITY {
             frame = Vec::new();

@@ -129,6 +129,8 @@ enum Ending {
     ProtocolViolation,
     TooSlow,
     Stalled,
+    /// Control frames (Pings, Pongs) past the session's message rate.
+    RateLimited,
     Shutdown,
     Broken(WsError),
 }
@@ -206,6 +208,15 @@ pub async fn run_session<S>(
                 .await;
         }
         Ending::Idle => connection.close_with(None, CloseCode::Normal, "idle").await,
+        Ending::RateLimited => {
+            connection
+                .close_with(
+                    None,
+                    CloseCode::Policy,
+                    "control frames over the message rate",
+                )
+                .await;
+        }
         Ending::Shutdown => {
             connection
                 .close_with(None, CloseCode::Away, "shutting down")
@@ -249,8 +260,13 @@ where
                         // The WebSocket layer has queued the answer; it is sent once the session is
                         // over.
                         Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
-                        // Pings are answered by the WebSocket layer itself.
-                        Some(Ok(_)) => continue,
+                        // Pings are answered by the WebSocket layer itself, but cost like a message.
+                        Some(Ok(_)) => {
+                            if !session.charge_message() {
+                                return Ending::RateLimited;
+                            }
+                            continue;
+                        }
                     };
                     self.encoding = encoding;
                     pushes.follow_encoding(encoding);

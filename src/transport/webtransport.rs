@@ -56,6 +56,11 @@ impl StreamConnection for wtransport::Connection {
         recv.stop(VarInt::from_u32(0));
     }
 
+    fn refuse_stream(mut send: Self::Send, recv: Self::Recv) {
+        recv.stop(VarInt::from_u32(0));
+        let _ = send.reset(VarInt::from_u32(0));
+    }
+
     fn close(&self, code: CloseCode, reason: &str) {
         wtransport::Connection::close(self, VarInt::from_u32(code as u32), reason.as_bytes());
     }
