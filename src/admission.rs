@@ -158,6 +158,23 @@ impl Admissions {
         })
     }
 
+    /// Whether a session from `ip` would be admitted now.
+    pub fn has_room(&self, ip: IpAddr) -> bool {
+        let config = &self.0.config;
+        let open = self.open();
+        let from_address = open
+            .per_address
+            .get(&AddressGroup::from(ip))
+            .map_or(0, |state| state.sessions);
+        open.sessions < config.max_sessions && from_address < config.max_sessions_per_ip
+    }
+
+    /// Past this many handshakes in progress, QUIC clients prove their address (a Retry) before theirs
+    /// begins.
+    pub fn handshakes_before_retry(&self) -> usize {
+        self.0.config.handshakes_before_retry
+    }
+
     /// Counts a connection from `ip` that has not finished its handshake, within the total and
     /// per-address limits of handshakes in progress.
     pub fn begin_handshake(&self, ip: IpAddr) -> Result<Handshake, OverCapacity> {

@@ -168,6 +168,11 @@ pub struct AdmissionConfig {
     #[arg(long, env = "ZAJEL_MAX_HANDSHAKES_PER_IP", default_value_t = 64)]
     pub max_handshakes_per_ip: usize,
 
+    /// Past this many handshakes in progress, a QUIC client must prove its address (a Retry) before
+    /// its handshake begins.
+    #[arg(long, env = "ZAJEL_HANDSHAKES_BEFORE_RETRY", default_value_t = 256)]
+    pub handshakes_before_retry: usize,
+
     /// Messages the sessions of one address may send per minute, together (and at once), on top of each
     /// session's own rate; past it their messages get `rate_limited`.
     #[arg(long, env = "ZAJEL_MESSAGES_PER_MINUTE_PER_IP", default_value_t = 6000)]

@@ -131,6 +131,7 @@ impl Server {
             config: transport,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            quic_retries: Default::default(),
         });
         Ok(Self {
             context,

@@ -140,28 +140,91 @@ async fn a_quic_client_that_never_reads_its_pushes_is_closed() {
 }
 
 #[tokio::test]
-async fn sessions_over_the_limit_are_told_over_capacity_and_closed() {
+async fn connections_over_the_session_limit_are_refused_before_their_handshake() {
     let mut config = test_config();
     config.admission.max_sessions_per_ip = 1;
     let server = TestServer::start_with(config).await;
     let admitted = QuicClient::connect(&server).await;
-    let (_endpoint, refused) =
-        QuicClient::handshake(server.quic_addr, server.certificates.leaf_der()).await;
-    let mut pushes = refused.accept_uni().await.expect("a push stream");
-    assert_eq!(recv_frame(&mut pushes).await["code"], "over_capacity");
-    match tokio::time::timeout(common::PATIENCE, refused.closed())
+    let (_endpoint, connecting) =
+        QuicClient::start_handshake(server.quic_addr, server.certificates.leaf_der());
+    match tokio::time::timeout(common::PATIENCE, connecting)
         .await
         .unwrap()
     {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code, quinn::VarInt::from_u32(1));
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
         }
-        other => panic!("expected an application close, got {other:?}"),
+        other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
     }
     assert_eq!(
         admitted.request(&json!({"type": "ping"})).await["type"],
         "pong"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn handshakes_in_progress_are_limited_per_address_apart_from_sessions() {
+    let mut config = test_config();
+    config.admission.max_handshakes_per_ip = 1;
+    let server = TestServer::start_with(config).await;
+    // A WebTransport connection that never sends its CONNECT stays in its handshake.
+    let (_endpoint, stalled) = QuicClient::start_handshake_with_alpn(
+        server.quic_addr,
+        server.certificates.leaf_der(),
+        b"h3",
+    );
+    let stalled = tokio::time::timeout(common::PATIENCE, stalled)
+        .await
+        .unwrap()
+        .expect("its QUIC handshake completes");
+    let (_endpoint, second) =
+        QuicClient::start_handshake(server.quic_addr, server.certificates.leaf_der());
+    match tokio::time::timeout(common::PATIENCE, second)
+        .await
+        .unwrap()
+    {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
+        }
+        other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
+    }
+    stalled.close(quinn::VarInt::from_u32(0), b"bye");
+    let client = tokio::time::timeout(common::PATIENCE, async {
+        loop {
+            let (endpoint, connecting) =
+                QuicClient::start_handshake(server.quic_addr, server.certificates.leaf_der());
+            if let Ok(connection) = connecting.await {
+                break (endpoint, connection);
+            }
+        }
+    })
+    .await
+    .expect("the address's handshake slot is given back");
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn under_many_handshakes_clients_prove_their_address_first() {
+    let mut config = test_config();
+    config.admission.handshakes_before_retry = 0;
+    let server = TestServer::start_with(config).await;
+    // Every handshake is then preceded by a Retry, which both clients follow.
+    let quic = QuicClient::connect(&server).await;
+    assert_eq!(quic.request(&json!({"type": "ping"})).await["type"], "pong");
+    let webtransport = WebTransportClient::connect(&server).await;
+    assert_eq!(
+        webtransport.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    assert_eq!(server.health().await["quicRetries"], 2, "one Retry each");
     server.stop().await;
 }
 

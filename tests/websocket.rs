@@ -714,3 +714,46 @@ async fn a_large_forwarded_payload_reaches_a_json_client_whole() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn connections_that_never_finish_their_http_head_are_limited_per_address() {
+    use tokio::io::AsyncReadExt;
+    let mut config = test_config();
+    config.admission.max_handshakes_per_ip = 2;
+    let server = TestServer::start_with(config).await;
+    let silent: Vec<_> =
+        futures_util::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(server.addr)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    // The third from the same address is closed at once, without a word.
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(PATIENCE, third.read(&mut byte))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Another address is served as if nothing happened.
+    let bystander = tokio::net::TcpSocket::new_v4().unwrap();
+    bystander.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = bystander.connect(server.addr).await.unwrap();
+    let mut client = Client::over(stream).await;
+    assert_eq!(
+        client.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    // A silent connection that goes gives its place back.
+    drop(silent);
+    tokio::time::timeout(PATIENCE, async {
+        // The health request is a connection in progress itself.
+        while server.health().await["handshakes"] != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("handshakes given back");
+    let mut again = server.connect().await;
+    assert_eq!(again.request(json!({"type": "ping"})).await["type"], "pong");
+    server.stop().await;
+}

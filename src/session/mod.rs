@@ -82,13 +82,17 @@ impl Sessions {
         &self.0.identity
     }
 
+    /// The counts of sessions and handshakes against their limits.
+    pub fn admissions(&self) -> &Admissions {
+        &self.0.admissions
+    }
+
     /// Sessions now open.
     pub fn open_count(&self) -> usize {
         self.0.admissions.open_sessions()
     }
 
-    /// Takes a place for a session from `ip` within the session limits, before it is opened (QUIC admits
-    /// before the handshake, so that connections still in their handshake count towards the limits too).
+    /// Takes a place for a session from `ip` within the session limits, before it is opened.
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, OverCapacity> {
         self.0.admissions.admit(ip)
     }

@@ -18,21 +18,26 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::TransportContext;
 use super::responses::{HttpResponse, json, plain};
 use super::websocket;
+use crate::admission::Handshake;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Accepts TCP connections until shutdown; each is served on its own task.
+/// Accepts TCP connections until shutdown; each is served on its own task, counted as a handshake in
+/// progress until its TLS handshake, HTTP request and WebSocket upgrade are done. A connection over the
+/// handshake limits is closed at once. When accepting fails (out of file descriptors, say), the loop waits
+/// a little before trying again, and says so once, not at every try.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     context: Arc<TransportContext>,
 ) {
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             () = context.shutdown.cancelled() => return,
@@ -40,14 +45,27 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if std::mem::take(&mut failing) {
+                    info!("accepting TCP connections again");
+                }
+                let Ok(handshake) = context.sessions.admissions().begin_handshake(peer.ip()) else {
+                    debug!(%peer, "over the handshake limits; closed");
+                    continue;
+                };
                 let context_for_task = context.clone();
                 let tls = tls.clone();
-                context
-                    .tasks
-                    .spawn(serve_connection(stream, peer, tls, context_for_task));
+                context.tasks.spawn(serve_connection(
+                    stream,
+                    peer,
+                    tls,
+                    handshake,
+                    context_for_task,
+                ));
             }
             Err(err) => {
-                warn!(error = %err, "accepting a TCP connection failed");
+                if !std::mem::replace(&mut failing, true) {
+                    warn!(error = %err, "accepting TCP connections fails; trying again shortly");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
@@ -58,6 +76,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
+    _in_progress: Handshake,
     context: Arc<TransportContext>,
 ) {
     // Replies are small and latency matters more than packing.

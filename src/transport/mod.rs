@@ -10,6 +10,7 @@ pub mod websocket;
 pub mod webtransport;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 
@@ -29,6 +30,8 @@ pub struct TransportContext {
     pub config: TransportConfig,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// QUIC Retries sent: clients asked to prove their address before their handshake.
+    pub quic_retries: AtomicU64,
 }
 
 impl TransportContext {
@@ -50,6 +53,8 @@ impl TransportContext {
             "names": counts.names,
             "relays": counts.relays,
             "rendezvousEntries": counts.rendezvous_entries,
+            "handshakes": self.sessions.admissions().handshakes(),
+            "quicRetries": self.quic_retries.load(Ordering::Relaxed),
         })
     }
 }

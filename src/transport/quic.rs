@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tracing::{debug, warn};
 use wtransport::quinn;
@@ -76,16 +77,37 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
     );
 }
 
-/// Admits a connection (connections in their handshake count towards the session limits), completes its
-/// handshake within the handshake timeout, and serves it by the protocol it negotiated.
+/// Completes a connection's handshake within the handshake timeout, admits it as a session, and serves
+/// it by the protocol it negotiated. Nothing is spent on a connection before it is counted as a handshake
+/// in progress: one over the handshake limits, or from an address with no room for a session, is refused
+/// at its first packet, and when many handshakes are in progress a client must first prove its address
+/// (a Retry) before any cryptography is done for it.
 async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext>) {
-    let ip = incoming.remote_address().ip().to_canonical();
-    let admission = context.sessions.admit(ip);
+    let ip = incoming.remote_address().ip();
+    let admissions = context.sessions.admissions();
+    if !admissions.has_room(ip) {
+        return incoming.refuse();
+    }
+    let Ok(handshake) = admissions.begin_handshake(ip) else {
+        return incoming.refuse();
+    };
+    if admissions.handshakes() > admissions.handshakes_before_retry()
+        && !incoming.remote_address_validated()
+        && incoming.may_retry()
+    {
+        match incoming.retry() {
+            Ok(()) => {
+                context.quic_retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => debug!(error = %err, "QUIC retry not sent"),
+        }
+        return;
+    }
     let mut connecting = match incoming.accept() {
         Ok(connecting) => connecting,
         Err(err) => return debug!(error = %err, "QUIC handshake refused"),
     };
-    let handshake = async {
+    let handshake_data = async {
         let data = connecting.handshake_data().await.ok()?;
         let alpn = data
             .downcast::<quinn::crypto::rustls::HandshakeData>()
@@ -93,20 +115,23 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
             .protocol;
         Some(alpn)
     };
-    let alpn = match tokio::time::timeout(context.config.handshake_timeout(), handshake).await {
+    let handshake_timeout = context.config.handshake_timeout();
+    let alpn = match tokio::time::timeout(handshake_timeout, handshake_data).await {
         Ok(Some(alpn)) => alpn,
         Ok(None) => return debug!("QUIC handshake failed"),
         Err(_) => return debug!("QUIC handshake timed out"),
     };
     match alpn.as_deref() {
-        Some(ALPN_ZAJEL) => {
-            match tokio::time::timeout(context.config.handshake_timeout(), connecting).await {
-                Ok(Ok(connection)) => serve_connection(connection, admission, context).await,
-                Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
-                Err(_) => debug!("QUIC handshake timed out"),
+        Some(ALPN_ZAJEL) => match tokio::time::timeout(handshake_timeout, connecting).await {
+            Ok(Ok(connection)) => {
+                drop(handshake);
+                let admission = context.sessions.admit(ip);
+                serve_connection(connection, admission, context).await;
             }
-        }
-        Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, admission, context).await,
+            Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
+            Err(_) => debug!("QUIC handshake timed out"),
+        },
+        Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, ip, handshake, context).await,
         other => warn!(alpn = ?other, "connection without a known ALPN"),
     }
 }

@@ -1,6 +1,7 @@
 //! WebTransport sessions over HTTP/3 (extended CONNECT on path `/`), served like raw QUIC sessions once
 //! accepted.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -9,13 +10,14 @@ use wtransport::{VarInt, quinn};
 
 use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
-use crate::admission::{Admission, OverCapacity};
+use crate::admission::Handshake;
 
 /// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
-/// checks its request, and serves the session.
+/// checks its request, and serves the session, admitted once its handshake is over.
 pub async fn serve(
     connecting: quinn::Connecting,
-    admission: Result<Admission, OverCapacity>,
+    ip: IpAddr,
+    in_progress: Handshake,
     context: Arc<TransportContext>,
 ) {
     let handshake = IncomingSessionFuture::with_quic_connecting(connecting);
@@ -31,7 +33,11 @@ pub async fn serve(
         return request.forbidden().await;
     }
     match request.accept().await {
-        Ok(connection) => serve_connection(connection, admission, context).await,
+        Ok(connection) => {
+            drop(in_progress);
+            let admission = context.sessions.admit(ip);
+            serve_connection(connection, admission, context).await;
+        }
         Err(err) => debug!(error = %err, "WebTransport session not established"),
     }
 }

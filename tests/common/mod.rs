@@ -148,6 +148,20 @@ impl Client {
     /// Connects without reading anything.
     pub async fn connect_raw(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::upgrade(stream).await
+    }
+
+    /// A WebSocket session over a TCP connection made by the caller (from another address, say), with
+    /// its `server_info` read.
+    pub async fn over(stream: TcpStream) -> Self {
+        let mut client = Self::upgrade(stream).await;
+        let info = client.recv().await;
+        assert_eq!(info["type"], "server_info", "{info}");
+        client
+    }
+
+    async fn upgrade(stream: TcpStream) -> Self {
+        let addr = stream.peer_addr().expect("connected");
         let (ws, _) = client_async(format!("ws://{addr}/"), stream)
             .await
             .expect("WebSocket handshake");

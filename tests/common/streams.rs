@@ -93,6 +93,29 @@ impl QuicClient {
         addr: SocketAddr,
         trusted: rustls::pki_types::CertificateDer<'static>,
     ) -> (quinn::Endpoint, quinn::Connection) {
+        let (endpoint, connecting) = Self::start_handshake(addr, trusted);
+        let connection = tokio::time::timeout(PATIENCE, connecting)
+            .await
+            .expect("QUIC handshake in time")
+            .expect("QUIC handshake");
+        (endpoint, connection)
+    }
+
+    /// A handshake under way, for tests of how it ends.
+    pub fn start_handshake(
+        addr: SocketAddr,
+        trusted: rustls::pki_types::CertificateDer<'static>,
+    ) -> (quinn::Endpoint, quinn::Connecting) {
+        Self::start_handshake_with_alpn(addr, trusted, b"zajel/1")
+    }
+
+    /// A handshake under way for `alpn`: with `h3`, a connection that then says nothing is a
+    /// WebTransport handshake that never ends.
+    pub fn start_handshake_with_alpn(
+        addr: SocketAddr,
+        trusted: rustls::pki_types::CertificateDer<'static>,
+        alpn: &[u8],
+    ) -> (quinn::Endpoint, quinn::Connecting) {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(trusted).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -101,16 +124,12 @@ impl QuicClient {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        tls.alpn_protocols = vec![b"zajel/1".to_vec()];
+        tls.alpn_protocols = vec![alpn.to_vec()];
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-        let connection =
-            tokio::time::timeout(PATIENCE, endpoint.connect(addr, "127.0.0.1").unwrap())
-                .await
-                .expect("QUIC handshake in time")
-                .expect("QUIC handshake");
-        (endpoint, connection)
+        let connecting = endpoint.connect(addr, "127.0.0.1").unwrap();
+        (endpoint, connecting)
     }
 
     /// One request on a stream of its own.
