@@ -73,17 +73,21 @@ impl BufferBudget {
         if self.relieving.swap(true, Ordering::Acquire) {
             return;
         }
-        let mut heaviest: Vec<Arc<SessionBuffers>> = self
+        let accounts: Vec<Arc<SessionBuffers>> = self
             .accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|account| !account.closing.load(Ordering::Relaxed))
             .collect();
+        // Sessions told to close earlier give their bytes back soon: they count as gone already.
+        let (closing, mut heaviest): (Vec<_>, Vec<_>) = accounts
+            .into_iter()
+            .partition(|account| account.closing.load(Ordering::Relaxed));
+        let leaving: usize = closing.iter().map(|account| account.held()).sum();
         heaviest.sort_by_key(|account| std::cmp::Reverse(account.held()));
         let target = self.max_bytes / RELIEVED_DENOMINATOR * RELIEVED_NUMERATOR;
-        let mut remaining = self.used();
+        let mut remaining = self.used().saturating_sub(leaving);
         for account in heaviest {
             if remaining <= target {
                 break;
@@ -177,6 +181,23 @@ impl Drop for SessionBuffers {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn sessions_already_closing_count_as_gone() {
+        let budget = BufferBudget::new(1000);
+        let sessions: Vec<_> = (0..4).map(|id| budget.open_account(id)).collect();
+        for session in &sessions {
+            session.hold(300);
+        }
+        // 1200 over 1000: closing one leaves 900, over the 750 aimed for, so a second closes too.
+        let closing = sessions.iter().filter(|s| s.closing()).count();
+        assert_eq!(closing, 2);
+        // More bytes before those two have gone close nobody else while what stays is under the aim.
+        sessions[3].hold(100);
+        sessions[2].hold(50);
+        let still_open: Vec<_> = sessions.iter().filter(|s| !s.closing()).collect();
+        assert_eq!(still_open.len(), 2, "{still_open:?}");
+    }
 
     #[tokio::test]
     async fn over_the_budget_the_heaviest_sessions_close_first() {

@@ -87,6 +87,11 @@ impl Sessions {
         &self.0.admissions
     }
 
+    /// Bytes all sessions buffer now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.0.buffer_budget.used()
+    }
+
     /// Sessions now open.
     pub fn open_count(&self) -> usize {
         self.0.admissions.open_sessions()

@@ -54,6 +54,7 @@ impl TransportContext {
             "relays": counts.relays,
             "rendezvousEntries": counts.rendezvous_entries,
             "handshakes": self.sessions.admissions().handshakes(),
+            "bufferedBytes": self.sessions.buffered_bytes(),
             "quicRetries": self.quic_retries.load(Ordering::Relaxed),
         })
     }
