@@ -222,6 +222,11 @@ pub struct SessionConfig {
     #[arg(long, env = "ZAJEL_PAIR_REQUESTS_PER_MINUTE", default_value_t = 10)]
     pub pair_requests_per_minute: u32,
 
+    /// Answer a pairing `register` with a key challenge, and bind the code only once the client proves it
+    /// holds the private key of its `publicKey` (`key_proof`); legacy clients cannot.
+    #[arg(long, env = "ZAJEL_REQUIRE_KEY_PROOF")]
+    pub require_key_proof: bool,
+
     /// Most entries in one `dailyPoints` list, and in one `hourlyTokens` list (at most 5000: a message
     /// decodes to at most 16384 values).
     #[arg(long, env = "ZAJEL_MAX_LIST_ENTRIES", default_value_t = 1000)]

@@ -37,6 +37,13 @@ pub enum ServerMessage {
     CodeCollision {
         message: &'static str,
     },
+    /// The answer to a pairing `register` where proofs of key are required: the server's ephemeral X25519
+    /// key and a nonce, both standard base64.
+    KeyChallenge {
+        pairing_code: Name,
+        server_key: String,
+        nonce: String,
+    },
     LoadUpdated {
         peer_id: Name,
         connected_count: u32,

@@ -6,6 +6,7 @@
 //! its own file; shared state is reached only through [`SharedState`]'s operations.
 
 mod fields;
+mod key_proof;
 mod linking;
 mod liveness;
 mod pairing;
@@ -146,6 +147,7 @@ impl Sessions {
             buffers,
             admission,
             names: AsyncMutex::new(SessionNames::default()),
+            challenge: Mutex::new(None),
             buckets: Mutex::new(Buckets {
                 messages: TokenBucket::new(
                     RateLimit {
@@ -269,6 +271,8 @@ pub struct Session {
     /// happen one at a time (QUIC clients send requests on concurrent streams).
     names: AsyncMutex<SessionNames>,
     buckets: Mutex<Buckets>,
+    /// The key challenge waiting for its proof, when proofs are required.
+    challenge: Mutex<Option<key_proof::PendingChallenge>>,
 }
 
 /// The session's rate limits: one for every message, one more for pairing requests.
@@ -340,6 +344,7 @@ impl Session {
             Request::Ping => Ok(ServerMessage::Pong),
             Request::Heartbeat(heartbeat) => self.heartbeat(heartbeat).await,
             Request::RegisterCode(register) => self.register_code(register).await,
+            Request::KeyProof(proof) => self.key_proof(proof).await,
             Request::RegisterRelay(register) => self.register_relay(register).await,
             Request::UpdateLoad(update) => self.update_load(update).await,
             Request::GetRelays(get) => self.get_relays(get).await,
@@ -374,6 +379,12 @@ impl Session {
                 .messages
                 .try_take_n(self.shared.clock.now(), tokens)
                 && self.admission.spend_messages(tokens))
+    }
+
+    fn pending_challenge(&self) -> MutexGuard<'_, Option<key_proof::PendingChallenge>> {
+        self.challenge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn buckets(&self) -> MutexGuard<'_, Buckets> {

@@ -96,10 +96,23 @@ impl Session {
         &self,
         register: RegisterCode,
     ) -> Result<ServerMessage, Failure> {
-        let code = register.pairing_code.name().clone();
+        if self.shared.config.require_key_proof {
+            return self.challenge(register.pairing_code, register.public_key);
+        }
+        self.bind_code(register.pairing_code, register.public_key)
+            .await
+    }
+
+    /// Binds the code, once registered (and its key proven, where proofs are required).
+    pub(super) async fn bind_code(
+        &self,
+        pairing_code: PairingCode,
+        public_key: PairingKey,
+    ) -> Result<ServerMessage, Failure> {
+        let code = pairing_code.name().clone();
         let mut names = self.names().await;
         self.state()
-            .bind_code(&self.recipient, &names, &code, register.public_key)
+            .bind_code(&self.recipient, &names, &code, public_key)
             .await?
             .map_err(|_| Failure::CodeCollision)?;
         names.pairing_code = Some(code.clone());

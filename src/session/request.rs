@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::fields::{RequestError, fields_of};
+use super::key_proof::KeyProof;
 use super::linking::{LinkRequest, LinkResponse};
 use super::liveness::Heartbeat;
 use super::pairing::{PairRequest, PairResponse, RegisterCode};
@@ -20,6 +21,7 @@ pub enum Request {
     Ping,
     Heartbeat(Heartbeat),
     RegisterCode(RegisterCode),
+    KeyProof(KeyProof),
     RegisterRelay(RegisterRelay),
     UpdateLoad(UpdateLoad),
     GetRelays(GetRelays),
@@ -38,6 +40,7 @@ impl Request {
             "ping" => Self::Ping,
             "heartbeat" => Self::Heartbeat(Heartbeat::parse(fields)?),
             "register" => parse_register(fields_of(fields)?)?,
+            "key_proof" => Self::KeyProof(KeyProof::parse(fields)?),
             "update_load" => Self::UpdateLoad(UpdateLoad::parse(fields)?),
             "get_relays" => Self::GetRelays(GetRelays::parse(fields)?),
             "register_rendezvous" => {

@@ -266,3 +266,90 @@ async fn one_address_cannot_fill_a_codes_pending_slots() {
         "the real requester still gets in"
     );
 }
+
+/// A client's X25519 key pair, as the apps keep theirs.
+fn client_key() -> (ring::agreement::EphemeralPrivateKey, String) {
+    use base64::Engine as _;
+    let secret = ring::agreement::EphemeralPrivateKey::generate(
+        &ring::agreement::X25519,
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let public = base64::engine::general_purpose::STANDARD
+        .encode(secret.compute_public_key().unwrap().as_ref());
+    (secret, public)
+}
+
+/// The proof of docs/protocol.md: HMAC-SHA256 keyed by the X25519 secret shared with the server's key,
+/// over "zajel key proof", the nonce and the code.
+fn prove(secret: ring::agreement::EphemeralPrivateKey, challenge: &Value) -> String {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let server_key = base64
+        .decode(challenge["serverKey"].as_str().unwrap())
+        .unwrap();
+    let nonce = base64.decode(challenge["nonce"].as_str().unwrap()).unwrap();
+    let code = challenge["pairingCode"].as_str().unwrap();
+    ring::agreement::agree_ephemeral(
+        secret,
+        &ring::agreement::UnparsedPublicKey::new(&ring::agreement::X25519, server_key),
+        |shared| {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, shared);
+            let message = [b"zajel key proof".as_slice(), &nonce, code.as_bytes()].concat();
+            base64.encode(ring::hmac::sign(&key, &message).as_ref())
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn with_proofs_required_a_code_is_bound_only_to_the_holder_of_its_key() {
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.sessions.require_key_proof = true;
+        config
+    });
+    let phone = fixture.open().await;
+    let (secret, public_key) = client_key();
+    let challenge = phone
+        .request(json!({"type": "register", "pairingCode": "PHNE22", "publicKey": public_key}))
+        .await;
+    assert_eq!(challenge["type"], "key_challenge", "{challenge}");
+    assert_eq!(challenge["pairingCode"], "PHNE22");
+    let reply = phone
+        .request(json!({"type": "key_proof", "pairingCode": "PHNE22",
+                        "proof": prove(secret, &challenge)}))
+        .await;
+    assert_eq!(reply["type"], "registered", "{reply}");
+
+    // Someone who only knows the phone's public key cannot register under it.
+    let impostor = fixture.open().await;
+    let challenge = impostor
+        .request(json!({"type": "register", "pairingCode": "MPSTR2", "publicKey": public_key}))
+        .await;
+    let (own_secret, _) = client_key();
+    let reply = impostor
+        .request(json!({"type": "key_proof", "pairingCode": "MPSTR2",
+                        "proof": prove(own_secret, &challenge)}))
+        .await;
+    assert_eq!(reply["code"], "invalid_message", "{reply}");
+    assert!(reply["message"].as_str().unwrap().starts_with("proof"));
+    // The challenge is used up either way, and a proof with none waiting is refused.
+    let reply = impostor
+        .request(json!({"type": "key_proof", "pairingCode": "MPSTR2", "proof": "AAAA"}))
+        .await;
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pairingCode"),
+        "{reply}"
+    );
+    let reply = impostor
+        .request(json!({"type": "pair_request", "targetCode": "PHNE22"}))
+        .await;
+    assert_eq!(
+        reply["code"], "not_registered",
+        "the impostor holds no code"
+    );
+}
