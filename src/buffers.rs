@@ -158,6 +158,14 @@ pub struct HeldBytes<'a> {
     bytes: usize,
 }
 
+impl HeldBytes<'_> {
+    /// Counts `bytes` more for as long as this lives.
+    pub fn grow(&mut self, bytes: usize) {
+        self.account.hold(bytes);
+        self.bytes += bytes;
+    }
+}
+
 impl Drop for HeldBytes<'_> {
     fn drop(&mut self) {
         self.account.release(self.bytes);

@@ -20,6 +20,16 @@ pub struct Push {
     pub bytes: Vec<u8>,
 }
 
+/// Why a forwarded message was not queued.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardRefused {
+    #[error(transparent)]
+    TooLarge(#[from] PushTooLarge),
+    /// The receiver's queue has no room now; the receiver is left alone.
+    #[error("the receiver's queue is full")]
+    QueueFull,
+}
+
 /// The message encodes to more bytes than the session's queue may ever hold.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the message would be {size} bytes for its receiver, over its limit of {max}")]
@@ -93,10 +103,26 @@ pub fn push_queue(
 }
 
 impl PushSender {
-    /// Queues a push without waiting. A message that could never fit the queue is refused, and the
-    /// session is untouched; a full queue (in messages or bytes) tells the session's transport to close
-    /// it as too slow.
+    /// Queues one of the server's own pushes without waiting. A full queue (in messages or bytes) tells
+    /// the session's transport to close it as too slow. A message that could never fit is refused.
     pub fn push(&self, message: &ServerMessage) -> Result<(), PushTooLarge> {
+        match self.enqueue(message) {
+            Ok(()) => Ok(()),
+            Err(ForwardRefused::TooLarge(err)) => Err(err),
+            Err(ForwardRefused::QueueFull) => {
+                self.shared.buffers.close();
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a message another client sends this session. When the queue has no room, the sender is
+    /// refused and this session is left alone: a sender cannot get its receiver closed.
+    pub fn forward(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {
+        self.enqueue(message)
+    }
+
+    fn enqueue(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {
         let shared = &self.shared;
         let encoding = shared.encoding();
         let bytes = codec::encode(message, None, encoding);
@@ -105,25 +131,28 @@ impl PushSender {
             return Err(PushTooLarge {
                 size,
                 max: shared.max_bytes,
-            });
+            }
+            .into());
         }
         let before = shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        shared.buffers.hold(size);
         if before + size > shared.max_bytes {
-            shared.unqueue(size);
-            shared.buffers.close();
-            return Ok(());
+            shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return Err(ForwardRefused::QueueFull);
         }
+        // Counted before it can be received (and given back), so that the counts never go below zero.
+        shared.buffers.hold(size);
         match self.queue.try_send(Push { encoding, bytes }) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 shared.unqueue(size);
-                shared.buffers.close();
+                Err(ForwardRefused::QueueFull)
             }
             // The session is ending; its pushes have nowhere to go.
-            Err(mpsc::error::TrySendError::Closed(_)) => shared.unqueue(size),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                shared.unqueue(size);
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -208,6 +237,24 @@ mod tests {
         assert_eq!(buffers.held(), 0);
         assert!(receiver.try_recv().is_none());
         assert!(!buffers.closing(), "nothing to close for");
+    }
+
+    #[test]
+    fn a_forwarded_message_without_room_is_refused_and_the_receiver_left_alone() {
+        let (sender, mut receiver, buffers) = queue(100, 64 * 1024);
+        sender.forward(&offer(40 * 1024)).unwrap();
+        assert_eq!(
+            sender.forward(&offer(40 * 1024)),
+            Err(ForwardRefused::QueueFull)
+        );
+        assert!(
+            !buffers.closing(),
+            "the receiver is not closed for what others send"
+        );
+        assert!(receiver.try_recv().is_some());
+        sender
+            .forward(&offer(40 * 1024))
+            .expect("room again once read");
     }
 
     #[tokio::test]

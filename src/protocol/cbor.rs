@@ -43,6 +43,7 @@ pub fn read_map(bytes: &[u8]) -> Result<CborMap, CborError> {
         field: String::new(),
         outside_model: None,
         weigher: Weigher::new(bytes.len()),
+        wire_len: bytes.len(),
     };
     let mut header = reader.pull()?;
     if let Header::Tag(_) = header {
@@ -68,9 +69,14 @@ struct Reader<'a> {
     field: String,
     outside_model: Option<String>,
     weigher: Weigher,
+    wire_len: usize,
 }
 
 impl Reader<'_> {
+    fn bytes_left(&mut self) -> usize {
+        self.wire_len.saturating_sub(self.decoder.offset())
+    }
+
     fn pull(&mut self) -> Result<Header, CborError> {
         self.decoder.pull().map_err(|err| malformed(&err))
     }
@@ -135,7 +141,9 @@ impl Reader<'_> {
             }
             Header::Text(len) => Value::String(self.text(len)?),
             Header::Array(len) => {
-                let mut items = Vec::with_capacity(len.unwrap_or(0).min(1024));
+                // Never more room than the bytes left could fill.
+                let left = self.bytes_left();
+                let mut items = Vec::with_capacity(len.unwrap_or(0).min(1024).min(left));
                 match len {
                     Some(len) => {
                         for _ in 0..len {

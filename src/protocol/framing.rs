@@ -4,6 +4,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const LENGTH_BYTES: usize = 4;
+/// Room made for a frame's content at a time, as it arrives.
+const READ_CHUNK: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -55,14 +57,29 @@ pub async fn read_body<R: AsyncRead + Unpin>(
     length: u32,
     frame: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
-    // Grow the buffer as bytes arrive rather than trusting the announced length: a client that announces
-    // a large frame and sends nothing then holds no memory for it.
+    read_body_counted(stream, length, frame, |_| {}).await
+}
+
+/// Reads a frame's `length` bytes of content into `frame`, telling `on_read` how many bytes each read
+/// added. The buffer grows as bytes arrive rather than trusting the announced length: a client that
+/// announces a large frame and sends nothing then holds no memory for it.
+pub async fn read_body_counted<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    length: u32,
+    frame: &mut Vec<u8>,
+    mut on_read: impl FnMut(usize),
+) -> Result<(), FrameError> {
     frame.clear();
-    let read = (&mut *stream)
-        .take(u64::from(length))
-        .read_to_end(frame)
-        .await?;
-    if read < length as usize {
+    let mut content = (&mut *stream).take(u64::from(length));
+    loop {
+        frame.reserve(READ_CHUNK.min(length as usize - frame.len()));
+        let read = content.read_buf(frame).await?;
+        if read == 0 {
+            break;
+        }
+        on_read(read);
+    }
+    if frame.len() < length as usize {
         return Err(FrameError::Truncated);
     }
     Ok(())

@@ -43,7 +43,8 @@ pub struct Found {
 pub struct Owner {
     pub session: SessionId,
     pub address: AddressGroup,
-    /// The public key the session registered its peer id with (its pairing code's, or its relay's).
+    /// The public key the session registered its peer id with as a pairing code (a relay's announced key
+    /// proves nothing and owns nothing).
     pub key: Option<Arc<str>>,
 }
 

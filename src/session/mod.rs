@@ -83,6 +83,10 @@ impl Sessions {
         &self.0.identity
     }
 
+    pub fn config(&self) -> &SessionConfig {
+        &self.0.config
+    }
+
     /// The counts of sessions and handshakes against their limits.
     pub fn admissions(&self) -> &Admissions {
         &self.0.admissions
@@ -192,6 +196,8 @@ pub enum Failure {
     PeerNotFound,
     #[error(transparent)]
     TooLargeForPeer(#[from] PushTooLarge),
+    #[error("the receiver has as much waiting as it may (it is not reading now); try again later")]
+    PeerBusy,
     #[error("peerId is not an id of this session")]
     PeerIdMismatch,
     #[error("peerId is held by another session")]
@@ -229,6 +235,7 @@ impl Failure {
             Self::NotRegistered => ErrorCode::NotRegistered,
             Self::PeerNotFound => ErrorCode::PeerNotFound,
             Self::TooLargeForPeer(_) => ErrorCode::TooLarge,
+            Self::PeerBusy => ErrorCode::RateLimited,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::PeerIdMismatch => ErrorCode::PeerIdMismatch,
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
@@ -335,8 +342,18 @@ impl Session {
     /// what costs CPU without being a message (a QUIC stream, a WebSocket Ping). Returns false when
     /// either is spent.
     pub fn charge_message(&self) -> bool {
-        self.buckets().messages.try_take(self.shared.clock.now())
-            && self.admission.spend_messages(1.0)
+        // The address first: a message its address refuses takes nothing from the session.
+        self.admission.spend_messages(1.0)
+            && self.buckets().messages.try_take(self.shared.clock.now())
+    }
+
+    /// Charges a WebSocket control frame (Ping, Pong), which the WebSocket layer has answered already.
+    /// Returns false when the session's own rate is spent; an address spent by its other sessions
+    /// costs this one nothing, so that a neighbour cannot get it closed.
+    pub fn charge_control_frame(&self) -> bool {
+        let paid = self.buckets().messages.try_take(self.shared.clock.now());
+        let _ = self.admission.spend_messages(1.0);
+        paid
     }
 
     async fn dispatch(&self, request: Request) -> Result<ServerMessage, Failure> {
@@ -374,11 +391,11 @@ impl Session {
     /// message costs.
     fn take_tokens(&self, tokens: f64) -> bool {
         tokens == 0.0
-            || (self
-                .buckets()
-                .messages
-                .try_take_n(self.shared.clock.now(), tokens)
-                && self.admission.spend_messages(tokens))
+            || (self.admission.spend_messages(tokens)
+                && self
+                    .buckets()
+                    .messages
+                    .try_take_n(self.shared.clock.now(), tokens))
     }
 
     fn pending_challenge(&self) -> MutexGuard<'_, Option<key_proof::PendingChallenge>> {
@@ -400,8 +417,7 @@ impl Session {
 impl Drop for Session {
     /// Gives the session's names back, with what they held (see [`SharedState::release_session`]).
     fn drop(&mut self) {
-        let names = std::mem::take(self.names.get_mut());
-        self.state().release_session(self.id(), names);
+        self.state().release_session(self.id());
         debug!(session = self.id(), "session closed");
     }
 }

@@ -112,7 +112,7 @@ impl Session {
         let code = pairing_code.name().clone();
         let mut names = self.names().await;
         self.state()
-            .bind_code(&self.recipient, &names, &code, public_key)
+            .bind_code(&self.recipient, &code, public_key)
             .await?
             .map_err(|_| Failure::CodeCollision)?;
         names.pairing_code = Some(code.clone());

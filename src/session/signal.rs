@@ -10,6 +10,7 @@ use super::{Failure, Session, own_pairing_code};
 use crate::protocol::ServerMessage;
 use crate::protocol::message::Forwarded;
 use crate::protocol::names::PairingCode;
+use crate::push::ForwardRefused;
 
 const MAX_SDP_CHARS: usize = 65_536;
 const MAX_CANDIDATE_CHARS: usize = 1024;
@@ -137,7 +138,12 @@ impl Session {
             .pushes_of_code(signal.target.name())
             .await?
             .ok_or(Failure::PeerNotFound)?;
-        target.push(&forwarded)?;
+        target
+            .forward(&forwarded)
+            .map_err(|refused| match refused {
+                ForwardRefused::TooLarge(err) => Failure::TooLargeForPeer(err),
+                ForwardRefused::QueueFull => Failure::PeerBusy,
+            })?;
         Ok(ServerMessage::Ack {
             request_type: signal.kind.as_str(),
         })

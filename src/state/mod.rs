@@ -12,6 +12,7 @@ mod pairing;
 mod relays;
 mod rendezvous;
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,6 +115,9 @@ struct Registries {
     rendezvous: RendezvousRegistry,
     pairing: PairingRegistry,
     rng: SmallRng,
+    /// The names each live session holds, as the registries know them: what its end releases, whatever
+    /// the session itself got to know (a session may end while an operation of its is queued).
+    held: HashMap<SessionId, SessionNames>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -144,6 +148,7 @@ impl SharedState {
             rendezvous: RendezvousRegistry::new(rendezvous),
             pairing: PairingRegistry::new(pairing),
             rng,
+            held: HashMap::new(),
         };
         let (operations, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(LiveCounts::default());
@@ -193,11 +198,10 @@ impl SharedState {
     pub async fn bind_code(
         &self,
         session: &Recipient,
-        names: &SessionNames,
         code: &Name,
         key: PairingKey,
     ) -> Result<Result<(), NameTaken>, StateFailed> {
-        let (session, names, code) = (session.clone(), names.clone(), code.clone());
+        let (session, code) = (session.clone(), code.clone());
         self.run(move |registries, now| {
             registries
                 .owners
@@ -205,11 +209,13 @@ impl SharedState {
             registries
                 .owners
                 .set_code_key(code.as_str(), session.id, key);
-            if let Some(old) = &names.pairing_code
-                && *old != code
+            let names = registries.held.entry(session.id).or_default();
+            let old = names.pairing_code.replace(code.clone());
+            let relay_id = names.relay_id.clone();
+            if let Some(old) = old
+                && old != code
             {
-                let still_relay_id = names.relay_id.as_ref() == Some(old);
-                registries.release_code(session.id, old, still_relay_id, None);
+                registries.release_code(session.id, &old, relay_id.as_ref() == Some(&old), None);
             }
             Ok(())
         })
@@ -225,10 +231,14 @@ impl SharedState {
 
     /// Frees every name of an ended session, with its relay listing, its hourly tokens and its pending
     /// requests (whose other sides are told); its pairing code stays reserved for its key for a while.
-    /// Its daily points and dead drops stay until they expire: they exist for peers that are offline. Queued, not awaited: a session ending cannot wait, and
-    /// whatever anyone asks after this runs after it.
-    pub fn release_session(&self, session: SessionId, names: SessionNames) {
+    /// Its daily points and dead drops stay until they expire: they exist for peers that are offline.
+    /// Queued, not awaited: a session ending cannot wait, and whatever anyone asks after this runs after
+    /// it.
+    pub fn release_session(&self, session: SessionId) {
         self.tell(move |registries, now| {
+            let Some(names) = registries.held.remove(&session) else {
+                return;
+            };
             // The relay id first: a code that is also the relay id is then free to be reserved.
             if let Some(relay_id) = &names.relay_id {
                 registries.release_relay_id(session, relay_id, names.relay_listed);

@@ -23,6 +23,9 @@ impl SharedState {
             registries
                 .owners
                 .bind(&peer_id, &session, Role::RelayId, None, now)?;
+            let names = registries.held.entry(session.id).or_default();
+            names.relay_id = Some(peer_id.clone());
+            names.relay_listed = true;
             registries
                 .relays
                 .register(peer_id.clone(), max_connections, public_key);

@@ -33,13 +33,12 @@ pub struct RendezvousRegistration {
 }
 
 impl Registries {
-    /// The public key a peer id was registered with, which makes its owner: its pairing code's key, or
-    /// its relay's.
+    /// The public key a peer id's owner proved or at least registered: its pairing code's. A relay's key
+    /// is not one: anyone may announce any text as its relay key.
     fn owner_key(&self, peer_id: &Name) -> Option<Arc<str>> {
-        match self.owners.code_key(peer_id.as_str()) {
-            Some(key) => Some(key.shared()),
-            None => self.relays.get(peer_id.as_str())?.public_key,
-        }
+        self.owners
+            .code_key(peer_id.as_str())
+            .map(|key| key.shared())
     }
 }
 
@@ -82,6 +81,8 @@ impl SharedState {
                     .owners
                     .bind(&registration.peer_id, &session, Role::RelayId, None, now)
                     .map_err(|_| RendezvousRefused::PeerIdTaken)?;
+                registries.held.entry(session.id).or_default().relay_id =
+                    Some(registration.peer_id.clone());
             }
             for earlier in &found.live_matches {
                 registries.owners.push(

@@ -55,6 +55,8 @@ impl<S> FrameWatcher<S> {
 
     /// Counts the bytes of unfinished messages from now on on `buffers`.
     pub fn count_on(&mut self, buffers: Arc<SessionBuffers>) {
+        // What arrived before is counted too, so that what is given back matches what was held.
+        buffers.hold(self.unfinished);
         self.buffers = Some(buffers);
     }
 

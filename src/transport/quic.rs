@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tracing::{debug, warn};
+use tracing::debug;
 use wtransport::quinn;
 
 use super::TransportContext;
@@ -24,6 +24,8 @@ const MAX_CLIENT_UNI_STREAMS: u32 = 16;
 /// Bytes a client may send on one stream ahead of the server's reading, and on all its streams together.
 const STREAM_WINDOW: u32 = 64 * 1024;
 const CONNECTION_WINDOW: u32 = 128 * 1024;
+/// Bytes quinn may have in flight to one client, not yet acknowledged.
+const SEND_WINDOW: u32 = 256 * 1024;
 /// Datagrams are not part of the protocol, but WebTransport clients expect them to be allowed; nothing
 /// reads them, so their buffers stay small.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
@@ -49,6 +51,8 @@ pub fn bind(
         // buffer account), so these only bound what quinn holds for streams waiting their turn.
         .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
         .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
+        // What quinn may hold unacknowledged for a client, outside the session's buffer account.
+        .send_window(u64::from(SEND_WINDOW))
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -132,7 +136,7 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
             Err(_) => debug!("QUIC handshake timed out"),
         },
         Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, ip, handshake, context).await,
-        other => warn!(alpn = ?other, "connection without a known ALPN"),
+        other => debug!(alpn = ?other, "connection without a known ALPN"),
     }
 }
 

@@ -12,8 +12,9 @@ use tracing::debug;
 
 use super::TransportContext;
 use crate::admission::{Admission, OverCapacity};
+use crate::buffers::SessionBuffers;
 use crate::protocol::codec::{self, Encoding};
-use crate::protocol::framing::{FrameError, read_body, read_length, write_frame};
+use crate::protocol::framing::{FrameError, read_body_counted, read_length, write_frame};
 use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
 use crate::push::PushReceiver;
 use crate::session::Session;
@@ -88,13 +89,19 @@ pub async fn serve_connection<C: StreamConnection>(
                 recv,
                 frame_budget.clone(),
                 context.config.max_message_size,
+                context.config.idle_timeout(),
             ));
         }
     };
     tokio::select! {
         () = accept_requests => {}
-        () = serve_pushes(&*connection, pushes) => {
-            connection.close(CloseCode::PushStreamFailed, "push stream failed");
+        stopped = serve_pushes(&*connection, pushes, &buffers, context.config.idle_timeout()) => {
+            match stopped {
+                PushesStopped::Failed => {
+                    connection.close(CloseCode::PushStreamFailed, "push stream failed");
+                }
+                PushesStopped::Stalled => connection.close(CloseCode::TooSlow, "too slow"),
+            }
         }
         () = buffers.must_close() => connection.close(CloseCode::TooSlow, "too slow"),
         () = context.shutdown.cancelled() => {
@@ -121,16 +128,33 @@ async fn refuse<C: StreamConnection>(connection: &C, reason: &str) {
     connection.close(CloseCode::OverCapacity, "over_capacity");
 }
 
-/// Writes every push, in order, on one unidirectional stream. Returns only if the stream fails.
-async fn serve_pushes<C: StreamConnection>(connection: &C, mut pushes: PushReceiver) {
+/// Why the push stream stopped.
+enum PushesStopped {
+    Failed,
+    /// A push made no progress for the write timeout: the client does not read.
+    Stalled,
+}
+
+/// Writes every push, in order, on one unidirectional stream; a push being written stays counted on the
+/// session's buffer account. Returns only if the stream fails or stalls.
+async fn serve_pushes<C: StreamConnection>(
+    connection: &C,
+    mut pushes: PushReceiver,
+    buffers: &SessionBuffers,
+    write_timeout: Duration,
+) -> PushesStopped {
     let Some(mut stream) = connection.open_uni().await else {
-        return;
+        return PushesStopped::Failed;
     };
     while let Some(push) = pushes.recv().await {
-        if write_frame(&mut stream, &push.bytes).await.is_err() {
-            return;
+        let _writing = buffers.hold_while(push.bytes.len());
+        match tokio::time::timeout(write_timeout, write_frame(&mut stream, &push.bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return PushesStopped::Failed,
+            Err(_) => return PushesStopped::Stalled,
         }
     }
+    PushesStopped::Failed
 }
 
 /// Answers the frames of one request stream in order, one answer frame each; finishes when the client
@@ -141,6 +165,7 @@ async fn serve_request_stream<C: StreamConnection>(
     mut recv: C::Recv,
     frame_budget: Arc<Semaphore>,
     max_message_size: usize,
+    write_timeout: Duration,
 ) {
     let mut frame = Vec::new();
     let mut paid = true;
@@ -173,8 +198,11 @@ async fn serve_request_stream<C: StreamConnection>(
         let Ok(_permits) = frame_budget.acquire_many(length).await else {
             return;
         };
-        let _held = session.buffers().hold_while(length as usize);
-        if let Err(err) = read_body(&mut recv, length, &mut frame).await {
+        // Counted as it arrives, not as announced.
+        let mut held = session.buffers().hold_while(0);
+        if let Err(err) =
+            read_body_counted(&mut recv, length, &mut frame, |read| held.grow(read)).await
+        {
             return debug!(error = %err, "request stream ended");
         }
         let decoded = codec::decode(&frame, Encoding::Cbor);
@@ -187,8 +215,12 @@ async fn serve_request_stream<C: StreamConnection>(
         if frame.capacity() > KEPT_FRAME_CAPACITY {
             frame = Vec::new();
         }
-        if write_frame(&mut send, &bytes).await.is_err() {
-            return;
+        drop(held);
+        // A reply waiting for the client to read it stays counted, and waits at most the write timeout.
+        let _writing = session.buffers().hold_while(bytes.len());
+        match tokio::time::timeout(write_timeout, write_frame(&mut send, &bytes)).await {
+            Ok(Ok(())) => {}
+            _ => return C::stop_receiving(recv),
         }
     }
 }

@@ -77,7 +77,10 @@ pub fn upgrade(
                     let stream = WebSocketStream::from_raw_socket(
                         FrameWatcher::new(TokioIo::new(upgraded)),
                         Role::Server,
-                        Some(websocket_config(context.config.max_message_size)),
+                        Some(websocket_config(
+                            context.config.max_message_size,
+                            context.sessions.config().push_queue_bytes,
+                        )),
                     )
                     .await;
                     run_session(stream, peer.ip(), &context).await;
@@ -105,14 +108,15 @@ fn header_has_token(headers: &HeaderMap, name: &hyper::header::HeaderName, token
         .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
-fn websocket_config(max_message_size: usize) -> WebSocketConfig {
+fn websocket_config(max_message_size: usize, push_queue_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         // Write each message as it is sent instead of collecting a buffer first.
         .write_buffer_size(0)
         // Room for one outgoing message: a forwarded payload from a CBOR client may grow up to six
-        // times as JSON (control characters become \u0001).
-        .max_write_buffer_size(max_message_size.saturating_mul(8))
+        // times as JSON (control characters become \u0001), a rendezvous reply of a hundred dead drops
+        // as much, and a push as much as a push queue holds.
+        .max_write_buffer_size(max_message_size.saturating_mul(8).max(push_queue_bytes))
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }
@@ -262,7 +266,7 @@ where
                         Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
                         // Pings are answered by the WebSocket layer itself, but cost like a message.
                         Some(Ok(_)) => {
-                            if !session.charge_message() {
+                            if !session.charge_control_frame() {
                                 return Ending::RateLimited;
                             }
                             continue;
