@@ -149,3 +149,46 @@ async fn a_code_freed_by_its_session_ending_stays_with_its_key_for_two_minutes()
         "free for anyone once the reservation ended"
     );
 }
+
+#[tokio::test]
+async fn a_session_ending_while_its_registration_is_under_way_leaves_no_name_behind() {
+    use futures_util::FutureExt;
+    let fixture = Fixture::with_config({
+        let mut config = Config::default();
+        config.identity.server_id = Some("srv".into());
+        config.admission.rendezvous_entries_per_minute_per_ip = 1_000_000;
+        config
+    });
+    let phone = fixture.open().await;
+    // Another session keeps the shared state busy for a while with a large registration ...
+    let busy = fixture.open().await;
+    let points: Vec<String> = (0..1000).map(|i| format!("p{i}")).collect();
+    let large = json!({"type": "register_rendezvous", "peerId": "busy", "dailyPoints": points,
+                       "hourlyTokens": points});
+    let large = busy
+        .session
+        .handle(decode(large.to_string().as_bytes(), Encoding::Json));
+    let mut large = std::pin::pin!(large);
+    assert!(futures_util::poll!(large.as_mut()).is_pending());
+    // ... so that this registration is sent to it, and its session goes before the answer comes (its
+    // transport closed it, say).
+    let register = json!({"type": "register", "pairingCode": "PHNE22", "publicKey": PUBLIC_KEY});
+    let under_way = phone
+        .session
+        .handle(decode(register.to_string().as_bytes(), Encoding::Json))
+        .now_or_never();
+    assert!(under_way.is_none(), "the answer was not there yet");
+    drop(phone);
+    large.await;
+    fixture.sessions.state().settled().await.unwrap();
+    fixture.clock.advance(Duration::from_secs(121));
+    fixture.sessions.state().run_pairing_timers().await.unwrap();
+    let other = fixture.open().await;
+    let reply = other
+        .request(json!({"type": "register", "pairingCode": "PHNE22", "publicKey": OTHER_KEY}))
+        .await;
+    assert_eq!(
+        reply["type"], "registered",
+        "the code was released with its session: {reply}"
+    );
+}
