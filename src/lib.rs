@@ -50,6 +50,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const PAIRING_TICK: Duration = Duration::from_secs(1);
 /// How often the certificate is checked for renewal or changed files.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(30);
+/// How often freed memory is handed back to the system.
+const GIVE_BACK_MEMORY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -208,6 +210,11 @@ impl Server {
             context.shutdown.clone(),
             async move || refresh_certificates(&certificates),
         ));
+        context.tasks.spawn(every(
+            GIVE_BACK_MEMORY,
+            context.shutdown.clone(),
+            async || give_back_freed_memory(),
+        ));
         context
             .tasks
             .spawn(transport::quic::serve(quic_endpoint, context.clone()));
@@ -245,6 +252,18 @@ fn refresh_certificates(certificates: &Certificates) {
         ),
         Ok(false) => {}
         Err(err) => warn!(error = %err, "keeping the current certificate"),
+    }
+}
+
+/// Hands memory freed since the last time back to the system. glibc's allocator keeps freed memory in
+/// its arenas for reuse; after a burst of sessions has left, that would keep the process as large as
+/// at the burst.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the system; it takes
+    // no pointer and has no precondition.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
