@@ -51,6 +51,13 @@ struct Open {
     admitted_since_forgetting: u64,
 }
 
+impl Open {
+    /// What `address` has open of one kind.
+    fn held_by(&self, address: AddressGroup, kind: impl Fn(&AddressState) -> usize) -> usize {
+        self.per_address.get(&address).map_or(0, kind)
+    }
+}
+
 /// What one address has open and has spent.
 #[derive(Debug)]
 struct AddressState {
@@ -137,10 +144,7 @@ impl Admissions {
         let address = AddressGroup::from(ip);
         let now = self.0.clock.now();
         let mut open = self.open();
-        let from_address = open
-            .per_address
-            .get(&address)
-            .map_or(0, |state| state.sessions);
+        let from_address = open.held_by(address, |state| state.sessions);
         if open.sessions >= config.max_sessions || from_address >= config.max_sessions_per_ip {
             return Err(OverCapacity);
         }
@@ -162,10 +166,7 @@ impl Admissions {
     pub fn has_room(&self, ip: IpAddr) -> bool {
         let config = &self.0.config;
         let open = self.open();
-        let from_address = open
-            .per_address
-            .get(&AddressGroup::from(ip))
-            .map_or(0, |state| state.sessions);
+        let from_address = open.held_by(AddressGroup::from(ip), |state| state.sessions);
         open.sessions < config.max_sessions && from_address < config.max_sessions_per_ip
     }
 
@@ -182,10 +183,7 @@ impl Admissions {
         let address = AddressGroup::from(ip);
         let now = self.0.clock.now();
         let mut open = self.open();
-        let from_address = open
-            .per_address
-            .get(&address)
-            .map_or(0, |state| state.handshakes);
+        let from_address = open.held_by(address, |state| state.handshakes);
         if open.handshakes >= config.max_handshakes || from_address >= config.max_handshakes_per_ip
         {
             return Err(OverCapacity);

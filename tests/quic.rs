@@ -147,18 +147,7 @@ async fn connections_over_the_session_limit_are_refused_before_their_handshake()
     let admitted = QuicClient::connect(&server).await;
     let (_endpoint, connecting) =
         QuicClient::start_handshake(server.quic_addr, server.certificates.leaf_der());
-    match tokio::time::timeout(common::PATIENCE, connecting)
-        .await
-        .unwrap()
-    {
-        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
-            assert_eq!(
-                close.error_code,
-                quinn::TransportErrorCode::CONNECTION_REFUSED
-            );
-        }
-        other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
-    }
+    assert_refused(connecting).await;
     assert_eq!(
         admitted.request(&json!({"type": "ping"})).await["type"],
         "pong"
@@ -183,18 +172,7 @@ async fn handshakes_in_progress_are_limited_per_address_apart_from_sessions() {
         .expect("its QUIC handshake completes");
     let (_endpoint, second) =
         QuicClient::start_handshake(server.quic_addr, server.certificates.leaf_der());
-    match tokio::time::timeout(common::PATIENCE, second)
-        .await
-        .unwrap()
-    {
-        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
-            assert_eq!(
-                close.error_code,
-                quinn::TransportErrorCode::CONNECTION_REFUSED
-            );
-        }
-        other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
-    }
+    assert_refused(second).await;
     stalled.close(quinn::VarInt::from_u32(0), b"bye");
     let client = tokio::time::timeout(common::PATIENCE, async {
         loop {
@@ -535,4 +513,20 @@ async fn three_transports_share_one_set_of_registries() {
         .await;
     assert_eq!(reply["deadDrops"][0]["deadDrop"], payload);
     server.stop().await;
+}
+
+/// The handshake ends in CONNECTION_REFUSED, at the server's first answer.
+async fn assert_refused(connecting: quinn::Connecting) {
+    match tokio::time::timeout(common::PATIENCE, connecting)
+        .await
+        .unwrap()
+    {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
+        }
+        other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
+    }
 }
