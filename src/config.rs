@@ -275,7 +275,8 @@ pub struct RendezvousConfig {
     #[arg(long, env = "ZAJEL_MAX_RENDEZVOUS_RESULTS", default_value_t = 100)]
     pub max_rendezvous_results: usize,
 
-    /// Most peers at one daily point or hourly token; a newcomer replaces the entry closest to expiry.
+    /// Most peers at one daily point or hourly token; past it a newcomer is not stored there (nobody's
+    /// entry makes room).
     #[arg(long, env = "ZAJEL_MAX_PEERS_PER_POINT", default_value_t = 1000)]
     pub max_peers_per_point: usize,
 }

@@ -177,16 +177,16 @@ async fn serve_request_stream<C: StreamConnection>(
                 return;
             }
             Err(FrameError::TooLarge(len)) => {
-                // Through the session, so that refused frames count towards its rate limit too.
-                let refusal = session
-                    .handle(Err(DecodeError {
-                        code: ErrorCode::TooLarge,
-                        message: format!(
-                            "a frame of {len} bytes is over the limit of {max_message_size}"
-                        ),
-                        request_id: None,
-                    }))
-                    .await;
+                // Through the session, so that refused frames count towards its rate limit too (once:
+                // a stream's first frame was paid for when the stream was accepted).
+                let refused = Err(DecodeError {
+                    code: ErrorCode::TooLarge,
+                    message: format!(
+                        "a frame of {len} bytes is over the limit of {max_message_size}"
+                    ),
+                    request_id: None,
+                });
+                let refusal = answer(&session, &mut paid, refused).await;
                 let bytes = codec::encode(&refusal.message, None, Encoding::Cbor);
                 let _ = write_frame(&mut send, &bytes).await;
                 let _ = send.shutdown().await;
@@ -206,11 +206,7 @@ async fn serve_request_stream<C: StreamConnection>(
             return debug!(error = %err, "request stream ended");
         }
         let decoded = codec::decode(&frame, Encoding::Cbor);
-        let reply = if std::mem::take(&mut paid) {
-            session.handle_charged(decoded).await
-        } else {
-            session.handle(decoded).await
-        };
+        let reply = answer(&session, &mut paid, decoded).await;
         let bytes = codec::encode(&reply.message, reply.request_id.as_ref(), Encoding::Cbor);
         if frame.capacity() > KEPT_FRAME_CAPACITY {
             frame = Vec::new();
@@ -222,5 +218,18 @@ async fn serve_request_stream<C: StreamConnection>(
             Ok(Ok(())) => {}
             _ => return C::stop_receiving(recv),
         }
+    }
+}
+
+/// Answers one frame of a stream, charging it unless the stream's acceptance paid for it already.
+async fn answer(
+    session: &Session,
+    paid: &mut bool,
+    decoded: Result<crate::protocol::Envelope, DecodeError>,
+) -> crate::session::Reply {
+    if std::mem::take(paid) {
+        session.handle_charged(decoded).await
+    } else {
+        session.handle(decoded).await
     }
 }
