@@ -9,6 +9,7 @@ pub mod admission;
 pub mod buffers;
 pub mod clock;
 pub mod config;
+pub mod daily_store;
 pub mod data_dir;
 pub mod identity;
 pub mod peer;
@@ -37,6 +38,7 @@ pub use config::Config;
 use admission::Admissions;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use daily_store::DailyStore;
 use data_dir::DataDir;
 use identity::{ServerIdentity, ServerKey};
 use session::Sessions;
@@ -68,6 +70,8 @@ pub enum StartError {
     DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    DailyStore(#[from] daily_store::StoreError),
 }
 
 /// A bound server, ready to run.
@@ -77,6 +81,7 @@ pub struct Server {
     ws_tls: Option<TlsAcceptor>,
     quic_endpoint: wtransport::quinn::Endpoint,
     sweep_interval: Duration,
+    daily_store_closed: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Server {
@@ -120,7 +125,14 @@ impl Server {
                 addr: listen.quic_listen,
                 source,
             })?;
-        let state = SharedState::new(clock.clone(), &rendezvous, &pairing);
+        let daily_store = DailyStore::open(&data_dir, clock.now())?;
+        let state = SharedState::new(
+            clock.clone(),
+            &rendezvous,
+            &pairing,
+            daily_store.store,
+            daily_store.restored,
+        );
         let sessions = Sessions::new(
             state,
             Admissions::new(admission, clock),
@@ -141,6 +153,7 @@ impl Server {
             ws_tls,
             quic_endpoint,
             sweep_interval: rendezvous.sweep_interval(),
+            daily_store_closed: daily_store.closed,
         })
     }
 
@@ -176,6 +189,7 @@ impl Server {
             ws_tls,
             quic_endpoint,
             sweep_interval,
+            daily_store_closed,
         } = self;
         info!(
             addr = %ws_listener.local_addr().expect("bound"),
@@ -225,6 +239,15 @@ impl Server {
             .is_err()
         {
             warn!("some sessions did not close in time");
+        }
+        // The last handles to the state go with the context; the store then writes what is queued and
+        // closes its file.
+        drop(context);
+        if tokio::time::timeout(SHUTDOWN_GRACE, daily_store_closed)
+            .await
+            .is_err()
+        {
+            warn!("the daily store did not close in time");
         }
         info!("stopped");
     }

@@ -4,8 +4,11 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A session's number, unique for the life of the server.
+/// A session's number, unique for the life of the server; numbers are given from 1.
 pub type SessionId = u64;
+
+/// The session of something no live session made (it was kept across a restart).
+pub const NO_SESSION: SessionId = 0;
 
 /// The addresses one client is taken to control: an IPv4 address, or an IPv6 /64 (a home, a phone or a
 /// cloud machine is given a whole /64, so counting single IPv6 addresses would limit nothing).

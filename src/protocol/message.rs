@@ -222,4 +222,5 @@ pub enum ErrorCode {
     PeerIdTaken,
     OverCapacity,
     Internal,
+    Unavailable,
 }

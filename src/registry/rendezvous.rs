@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::deadlines::{DeadlineKey, Deadlines};
 use crate::clock::Millis;
 use crate::config::RendezvousConfig;
-use crate::peer::{AddressGroup, SessionId};
+use crate::peer::{AddressGroup, NO_SESSION, SessionId};
 use crate::protocol::Name;
 use crate::protocol::message::{DeadDrop, LiveMatch};
 
@@ -73,6 +73,31 @@ pub enum Refused {
     RegistryFull,
     #[error("this address holds as many rendezvous entries as it may")]
     AddressFull,
+}
+
+/// A daily entry as a durable copy keeps it: everything but the session that made it, which does not
+/// outlive the server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DailyEntry {
+    pub relay_id: Arc<str>,
+    pub dead_drop: Option<Arc<str>>,
+    pub expires: Millis,
+    pub key: Option<Arc<str>>,
+    pub address: AddressGroup,
+}
+
+/// A change to the daily table, for a durable copy to follow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DailyChange {
+    Stored {
+        point: Name,
+        peer_id: Name,
+        entry: DailyEntry,
+    },
+    Removed {
+        point: Name,
+        peer_id: Name,
+    },
 }
 
 /// The result of one bounded sweep step.
@@ -210,7 +235,7 @@ impl Table {
         }
     }
 
-    /// Stores a peer's entry at a point, or replaces it, expiring one TTL from `now`; see [`Stored`].
+    /// Stores a peer's entry at a point, or replaces it, expiring at `expires`; see [`Stored`].
     #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
@@ -219,11 +244,10 @@ impl Table {
         relay_id: &Arc<str>,
         dead_drop: Option<Arc<str>>,
         owner: &Owner,
-        now: Millis,
+        expires: Millis,
         max_peers: usize,
         per_address: &mut HashMap<AddressGroup, usize>,
     ) -> Stored {
-        let expires = now.saturating_add(self.ttl);
         let findable = self.is_findable(&dead_drop);
         let at_point = self.points.entry(point.clone()).or_default();
         if let Some(existing) = at_point.entries.get_mut(peer_id) {
@@ -393,6 +417,8 @@ pub struct RendezvousRegistry {
     per_address: HashMap<AddressGroup, usize>,
     /// Peers already reported in the registration being answered; kept to reuse its allocation.
     seen: HashSet<Name>,
+    /// Changes to daily entries since the caller last took them.
+    daily_changes: Vec<DailyChange>,
 }
 
 impl RendezvousRegistry {
@@ -407,6 +433,7 @@ impl RendezvousRegistry {
             hourly_by_peer: HashMap::new(),
             per_address: HashMap::new(),
             seen: HashSet::new(),
+            daily_changes: Vec::new(),
         }
     }
 
@@ -471,16 +498,29 @@ impl RendezvousRegistry {
                     meeting_point: point.clone(),
                 },
             );
-            self.daily.store(
+            let stored = self.daily.store(
                 point,
                 peer_id,
                 relay_id,
                 dead_drop.clone(),
                 owner,
-                now,
+                now.saturating_add(self.daily.ttl),
                 max_peers,
                 &mut self.per_address,
             );
+            if matches!(stored, Stored::New | Stored::Replaced) {
+                self.daily_changes.push(DailyChange::Stored {
+                    point: point.clone(),
+                    peer_id: peer_id.clone(),
+                    entry: DailyEntry {
+                        relay_id: relay_id.clone(),
+                        dead_drop: dead_drop.clone(),
+                        expires: now.saturating_add(self.daily.ttl),
+                        key: owner.key.clone(),
+                        address: owner.address,
+                    },
+                });
+            }
         }
         self.forget_seen();
 
@@ -509,7 +549,7 @@ impl RendezvousRegistry {
                 relay_id,
                 None,
                 owner,
-                now,
+                now.saturating_add(self.hourly.ttl),
                 max_peers,
                 &mut self.per_address,
             );
@@ -522,6 +562,31 @@ impl RendezvousRegistry {
         }
         self.forget_seen();
         Ok(found)
+    }
+
+    /// Puts back a daily entry a durable copy kept. It belongs to no live session: only a session
+    /// proving its key may replace it.
+    pub fn restore_daily(&mut self, point: &Name, peer_id: &Name, entry: DailyEntry) {
+        let owner = Owner {
+            session: NO_SESSION,
+            address: entry.address,
+            key: entry.key,
+        };
+        self.daily.store(
+            point,
+            peer_id,
+            &entry.relay_id,
+            entry.dead_drop,
+            &owner,
+            entry.expires,
+            usize::MAX,
+            &mut self.per_address,
+        );
+    }
+
+    /// The changes to daily entries since the last call, oldest first.
+    pub fn take_daily_changes(&mut self) -> Vec<DailyChange> {
+        std::mem::take(&mut self.daily_changes)
     }
 
     fn forget_seen(&mut self) {
@@ -545,9 +610,13 @@ impl RendezvousRegistry {
     /// caller's lock for long.
     pub fn sweep(&mut self, now: Millis, budget: usize) -> Swept {
         let mut removed = 0;
+        let daily_changes = &mut self.daily_changes;
         let daily_done = self
             .daily
-            .sweep(now, budget, &mut self.per_address, |_, _| removed += 1);
+            .sweep(now, budget, &mut self.per_address, |point, peer_id| {
+                removed += 1;
+                daily_changes.push(DailyChange::Removed { point, peer_id });
+            });
         let hourly_by_peer = &mut self.hourly_by_peer;
         let hourly_done =
             self.hourly
@@ -1062,6 +1131,55 @@ mod tests {
                 .dead_drops
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn daily_changes_follow_what_is_stored_and_swept_and_restore_keeps_the_owner() {
+        let config = RendezvousConfig::default();
+        let mut registry = RendezvousRegistry::new(&config);
+        let alice = Peer::owned("alice", "relay-a", 7, Some("alice-key"));
+        alice.daily(&mut registry, START, &[("point1", Some("sealed"))]);
+        alice.hourly(&mut registry, START, &["token1"]);
+        let changes = registry.take_daily_changes();
+        let stored = DailyEntry {
+            relay_id: "relay-a".into(),
+            dead_drop: Some("sealed".into()),
+            expires: START + config.daily_ttl(),
+            key: Some("alice-key".into()),
+            address: address(1),
+        };
+        assert_eq!(
+            changes,
+            [DailyChange::Stored {
+                point: name("point1"),
+                peer_id: name("alice"),
+                entry: stored.clone(),
+            }]
+        );
+        assert_eq!(registry.take_daily_changes(), []);
+
+        let mut restored = RendezvousRegistry::new(&config);
+        restored.restore_daily(&name("point1"), &name("alice"), stored);
+        let thief = Peer::owned("alice", "relay-t", 8, Some("other-key"));
+        thief.daily(&mut restored, START + 1, &[("point1", Some("forged"))]);
+        let bob = Peer::new("bob", "relay-b");
+        let found = bob.daily(&mut restored, START + 2, &[("point1", None)]);
+        assert_eq!(found.dead_drops[0].dead_drop.as_ref(), "sealed");
+        let owner = Peer::owned("alice", "relay-a", 9, Some("alice-key"));
+        owner.daily(&mut restored, START + 3, &[("point1", Some("renewed"))]);
+        assert!(matches!(
+            restored.take_daily_changes().last(),
+            Some(DailyChange::Stored { entry, .. }) if entry.dead_drop.as_deref() == Some("renewed")
+        ));
+
+        registry.sweep(START + config.daily_ttl(), usize::MAX);
+        assert_eq!(
+            registry.take_daily_changes(),
+            [DailyChange::Removed {
+                point: name("point1"),
+                peer_id: name("alice"),
+            }]
         );
     }
 }

@@ -218,11 +218,16 @@ pub enum Failure {
     RateLimited,
     #[error("the server failed to handle this request")]
     Internal,
+    #[error("the store this request needs is unavailable; try again later")]
+    Unavailable,
 }
 
 impl From<StateFailed> for Failure {
-    fn from(_: StateFailed) -> Self {
-        Self::Internal
+    fn from(failed: StateFailed) -> Self {
+        match failed {
+            StateFailed::Bug => Self::Internal,
+            StateFailed::Unavailable => Self::Unavailable,
+        }
     }
 }
 
@@ -241,6 +246,7 @@ impl Failure {
             Self::PeerIdTaken => ErrorCode::PeerIdTaken,
             Self::RegistryFull | Self::AddressFull => ErrorCode::OverCapacity,
             Self::Internal => ErrorCode::Internal,
+            Self::Unavailable => ErrorCode::Unavailable,
             Self::CodeCollision => {
                 return ServerMessage::CodeCollision {
                     message: "Pairing code already in use",

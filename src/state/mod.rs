@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, Millis};
 use crate::config::{PairingConfig, RendezvousConfig};
+use crate::daily_store::{DailyStore, Restored};
 use crate::peer::{AddressGroup, SessionId};
 use crate::protocol::Name;
 use crate::protocol::names::PairingKey;
@@ -81,10 +82,16 @@ pub struct StateCounts {
     pub rendezvous_entries: usize,
 }
 
-/// The state could not run an operation: a bug made it fail. The session is told `internal`.
+/// The state could not run an operation.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the shared state could not run this operation")]
-pub struct StateFailed;
+pub enum StateFailed {
+    /// A bug made it fail; the session is told `internal`.
+    #[error("the shared state could not run this operation")]
+    Bug,
+    /// A store it needs could not be reached or written; the session is told `unavailable`.
+    #[error("the store this operation needs is unavailable")]
+    Unavailable,
+}
 
 /// An operation, run on the state's thread with the registries and the time it runs at.
 type Operation = Box<dyn FnOnce(&mut Registries, Millis) + Send>;
@@ -118,6 +125,8 @@ struct Registries {
     /// The names each live session holds, as the registries know them: what its end releases, whatever
     /// the session itself got to know (a session may end while an operation of its is queued).
     held: HashMap<SessionId, SessionNames>,
+    /// Where daily entries are kept across restarts, if anywhere.
+    daily_store: Option<DailyStore>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -127,29 +136,38 @@ impl std::fmt::Debug for SharedState {
 }
 
 impl SharedState {
+    /// State whose daily entries follow `daily_store`, starting from what it restored.
     pub fn new(
         clock: Arc<dyn Clock>,
         rendezvous: &RendezvousConfig,
         pairing: &PairingConfig,
+        daily_store: DailyStore,
+        restored: Vec<Restored>,
     ) -> Self {
-        Self::with_rng(clock, rendezvous, pairing, SmallRng::from_os_rng())
+        let mut registries = Registries::new(rendezvous, pairing, SmallRng::from_os_rng());
+        for Restored {
+            point,
+            peer_id,
+            entry,
+        } in restored
+        {
+            registries.rendezvous.restore_daily(&point, &peer_id, entry);
+        }
+        registries.daily_store = Some(daily_store);
+        Self::start(clock, registries)
     }
 
-    /// State whose relay shuffling follows `rng`: tests seed it to be deterministic.
+    /// State held in memory only, whose relay shuffling follows `rng`: tests seed it to be deterministic.
     pub fn with_rng(
         clock: Arc<dyn Clock>,
         rendezvous: &RendezvousConfig,
         pairing: &PairingConfig,
         rng: SmallRng,
     ) -> Self {
-        let registries = Registries {
-            owners: NameOwners::new(pairing.code_reservation()),
-            relays: RelayRegistry::new(),
-            rendezvous: RendezvousRegistry::new(rendezvous),
-            pairing: PairingRegistry::new(pairing),
-            rng,
-            held: HashMap::new(),
-        };
+        Self::start(clock, Registries::new(rendezvous, pairing, rng))
+    }
+
+    fn start(clock: Arc<dyn Clock>, registries: Registries) -> Self {
         let (operations, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(LiveCounts::default());
         let thread_clock = clock.clone();
@@ -179,7 +197,7 @@ impl SharedState {
         self.tell(move |registries, now| {
             let _ = answer.send(operation(registries, now));
         });
-        answered.await.map_err(|_| StateFailed)
+        answered.await.map_err(|_| StateFailed::Bug)
     }
 
     /// Queues `operation` without waiting for it; operations run in the order they were queued.
@@ -287,6 +305,18 @@ fn run_operations(
 }
 
 impl Registries {
+    fn new(rendezvous: &RendezvousConfig, pairing: &PairingConfig, rng: SmallRng) -> Self {
+        Self {
+            owners: NameOwners::new(pairing.code_reservation()),
+            relays: RelayRegistry::new(),
+            rendezvous: RendezvousRegistry::new(rendezvous),
+            pairing: PairingRegistry::new(pairing),
+            rng,
+            held: HashMap::new(),
+            daily_store: None,
+        }
+    }
+
     /// The one way a pairing code is given up, whether replaced or its session ended: pending requests
     /// from and to it end (their other sides are told), and its hourly tokens go unless the same name is
     /// still the session's relay id. A code whose session ended at `ended` is reserved for its key.

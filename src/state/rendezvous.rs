@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::owners::Role;
 use super::{Recipient, Registries, SharedState, StateFailed};
+use crate::clock::Millis;
 use crate::protocol::message::LiveMatch;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::rendezvous::{Owner, Refused};
@@ -54,57 +55,86 @@ impl SharedState {
         registration: RendezvousRegistration,
     ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
         let session = session.clone();
-        self.run(move |registries, now| {
-            if bind_peer_id {
-                registries
-                    .owners
-                    .check_free(&registration.peer_id, session.id, None, now)
-                    .map_err(|_| RendezvousRefused::PeerIdTaken)?;
-            }
-            let owner = Owner {
-                session: session.id,
-                address: session.address,
-                key: registries.owner_key(&registration.peer_id),
-            };
-            let found = registries.rendezvous.register(
-                now,
-                &Registration {
-                    peer_id: &registration.peer_id,
-                    relay_id: &registration.relay_id,
-                    daily_points: &registration.daily_points,
-                    hourly_tokens: &registration.hourly_tokens,
-                    owner: &owner,
-                },
-            )?;
-            if bind_peer_id {
-                registries
-                    .owners
-                    .bind(&registration.peer_id, &session, Role::RelayId, None, now)
-                    .map_err(|_| RendezvousRefused::PeerIdTaken)?;
-                registries.held.entry(session.id).or_default().relay_id =
-                    Some(registration.peer_id.clone());
-            }
-            for earlier in &found.live_matches {
-                registries.owners.push(
-                    earlier.peer_id.as_str(),
-                    ServerMessage::RendezvousMatch {
-                        peer: LiveMatch {
-                            peer_id: registration.peer_id.clone(),
-                            relay_id: registration.relay_id.clone(),
-                            meeting_point: earlier.meeting_point.clone(),
-                        },
-                    },
-                );
-            }
-            Ok(found)
-        })
-        .await
+        let (found, written) = self
+            .run(move |registries, now| {
+                let found =
+                    registries.register_rendezvous(&session, bind_peer_id, registration, now);
+                let changes = registries.rendezvous.take_daily_changes();
+                let written = registries
+                    .daily_store
+                    .as_ref()
+                    .map(|store| store.write(changes));
+                (found, written)
+            })
+            .await?;
+        if let Some(written) = written {
+            written.wait().await.map_err(|_| StateFailed::Unavailable)?;
+        }
+        Ok(found)
     }
 
     /// Removes up to one batch of rendezvous entries whose time has passed, in one operation. Call again
     /// while it reports it is not done.
     pub async fn sweep_expired_batch(&self) -> Result<Swept, StateFailed> {
-        self.run(|registries, now| registries.rendezvous.sweep(now, SWEEP_BATCH))
-            .await
+        self.run(|registries, now| {
+            let swept = registries.rendezvous.sweep(now, SWEEP_BATCH);
+            let changes = registries.rendezvous.take_daily_changes();
+            if let Some(store) = &registries.daily_store {
+                store.write_later(changes);
+            }
+            swept
+        })
+        .await
+    }
+}
+
+impl Registries {
+    /// The registration itself, on the state's thread; see [`SharedState::register_rendezvous`].
+    fn register_rendezvous(
+        &mut self,
+        session: &Recipient,
+        bind_peer_id: bool,
+        registration: RendezvousRegistration,
+        now: Millis,
+    ) -> Result<Found, RendezvousRefused> {
+        if bind_peer_id {
+            self.owners
+                .check_free(&registration.peer_id, session.id, None, now)
+                .map_err(|_| RendezvousRefused::PeerIdTaken)?;
+        }
+        let owner = Owner {
+            session: session.id,
+            address: session.address,
+            key: self.owner_key(&registration.peer_id),
+        };
+        let found = self.rendezvous.register(
+            now,
+            &Registration {
+                peer_id: &registration.peer_id,
+                relay_id: &registration.relay_id,
+                daily_points: &registration.daily_points,
+                hourly_tokens: &registration.hourly_tokens,
+                owner: &owner,
+            },
+        )?;
+        if bind_peer_id {
+            self.owners
+                .bind(&registration.peer_id, session, Role::RelayId, None, now)
+                .map_err(|_| RendezvousRefused::PeerIdTaken)?;
+            self.held.entry(session.id).or_default().relay_id = Some(registration.peer_id.clone());
+        }
+        for earlier in &found.live_matches {
+            self.owners.push(
+                earlier.peer_id.as_str(),
+                ServerMessage::RendezvousMatch {
+                    peer: LiveMatch {
+                        peer_id: registration.peer_id.clone(),
+                        relay_id: registration.relay_id.clone(),
+                        meeting_point: earlier.meeting_point.clone(),
+                    },
+                },
+            );
+        }
+        Ok(found)
     }
 }

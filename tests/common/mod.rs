@@ -5,6 +5,7 @@ pub mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -29,10 +30,18 @@ pub fn test_config() -> Config {
     config
 }
 
-/// One data directory for the servers of this test process, outside the checkout.
+/// A data directory of its own for each server a test starts (a data directory is one server's),
+/// outside the checkout; the server removes it when the test stops it.
 pub fn test_data_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("zajel-test-data-{}", std::process::id()))
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "{TEST_DATA_PREFIX}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }
+
+const TEST_DATA_PREFIX: &str = "zajel-test-data-";
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -41,6 +50,8 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    /// A data directory made for this server alone, removed with it.
+    scratch_data_dir: Option<std::path::PathBuf>,
 }
 
 impl TestServer {
@@ -49,7 +60,18 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
-        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        Self::start_at(config, 1_700_000_000_000).await
+    }
+
+    /// Starts a server whose clock reads `now` (milliseconds since the Unix epoch) until a test moves it.
+    pub async fn start_at(config: Config, now: u64) -> Self {
+        let scratch_data_dir = config
+            .storage
+            .data_dir
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with(TEST_DATA_PREFIX))
+            .then(|| config.storage.data_dir.clone());
+        let clock = Arc::new(ManualClock::new(now));
         let server = Server::bind_with_clock(config, clock.clone() as Arc<dyn Clock>)
             .await
             .expect("server binds");
@@ -65,6 +87,7 @@ impl TestServer {
             clock,
             shutdown,
             task: Some(task),
+            scratch_data_dir,
         }
     }
 
@@ -103,6 +126,9 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(dir) = &self.scratch_data_dir {
+            std::fs::remove_dir_all(dir).ok();
+        }
     }
 }
 
