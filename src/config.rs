@@ -29,6 +29,10 @@ pub struct Config {
 
     #[command(flatten)]
     #[serde(flatten)]
+    pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
     pub listen: ListenConfig,
 
     #[command(flatten)]
@@ -60,12 +64,23 @@ pub struct Config {
     pub pairing: PairingConfig,
 }
 
+/// Many nodes sharing one set of registries.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterConfig {
+    /// Redis (7 or later, or Valkey) that the registries of every node are kept in, as
+    /// `redis://[user:password@]host:port[/db]`; any node of a Redis Cluster will do. Without it, this
+    /// server runs alone with its registries in memory.
+    #[arg(long, env = "ZAJEL_REDIS_URL")]
+    pub redis_url: Option<String>,
+}
+
 /// What the server keeps across restarts.
 #[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
 #[command(next_help_heading = "Storage")]
 pub struct StorageConfig {
-    /// Directory for what survives a restart: the server's identity key and its development
-    /// certificate; created at start.
+    /// Directory for what survives a restart: the server's identity key, its development certificate,
+    /// and (without --redis-url) the daily points and dead drops; created at start.
     #[arg(long, env = "ZAJEL_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 }
@@ -347,6 +362,7 @@ macro_rules! default_from_flags {
 
 default_from_flags!(
     StorageConfig,
+    ClusterConfig,
     ListenConfig,
     TlsConfig,
     IdentityConfig,

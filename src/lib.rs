@@ -43,6 +43,7 @@ use data_dir::DataDir;
 use identity::{ServerIdentity, ServerKey};
 use session::Sessions;
 use state::SharedState;
+use state::cluster::Cluster;
 use tls::{CertificateSource, Certificates};
 use transport::TransportContext;
 
@@ -72,6 +73,11 @@ pub enum StartError {
     Identity(#[from] identity::IdentityError),
     #[error(transparent)]
     DailyStore(#[from] daily_store::StoreError),
+    #[error("cannot reach redis at {url}: {source}")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
 }
 
 /// A bound server, ready to run.
@@ -81,7 +87,7 @@ pub struct Server {
     ws_tls: Option<TlsAcceptor>,
     quic_endpoint: wtransport::quinn::Endpoint,
     sweep_interval: Duration,
-    daily_store_closed: tokio::sync::oneshot::Receiver<()>,
+    daily_store_closed: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Server {
@@ -98,6 +104,7 @@ impl Server {
         config.validate()?;
         let Config {
             storage,
+            cluster,
             listen,
             tls,
             identity,
@@ -125,14 +132,29 @@ impl Server {
                 addr: listen.quic_listen,
                 source,
             })?;
-        let daily_store = DailyStore::open(&data_dir, clock.now())?;
-        let state = SharedState::new(
-            clock.clone(),
-            &rendezvous,
-            &pairing,
-            daily_store.store,
-            daily_store.restored,
-        );
+        let (state, daily_store_closed) = match &cluster.redis_url {
+            Some(url) => {
+                let cluster = Cluster::connect(url)
+                    .await
+                    .map_err(|source| StartError::Redis {
+                        url: url.clone(),
+                        source,
+                    })?;
+                let state = SharedState::clustered(clock.clone(), &rendezvous, &pairing, cluster);
+                (state, None)
+            }
+            None => {
+                let daily_store = DailyStore::open(&data_dir, clock.now())?;
+                let state = SharedState::new(
+                    clock.clone(),
+                    &rendezvous,
+                    &pairing,
+                    daily_store.store,
+                    daily_store.restored,
+                );
+                (state, Some(daily_store.closed))
+            }
+        };
         let sessions = Sessions::new(
             state,
             Admissions::new(admission, clock),
@@ -153,7 +175,7 @@ impl Server {
             ws_tls,
             quic_endpoint,
             sweep_interval: rendezvous.sweep_interval(),
-            daily_store_closed: daily_store.closed,
+            daily_store_closed,
         })
     }
 
@@ -229,6 +251,11 @@ impl Server {
             context.shutdown.clone(),
             async || give_back_freed_memory(),
         ));
+        context.tasks.spawn({
+            let state = context.sessions.state().clone();
+            let shutdown = context.shutdown.clone();
+            async move { state.run_cluster(shutdown).await }
+        });
         context
             .tasks
             .spawn(transport::quic::serve(quic_endpoint, context.clone()));
@@ -243,9 +270,8 @@ impl Server {
         // The last handles to the state go with the context; the store then writes what is queued and
         // closes its file.
         drop(context);
-        if tokio::time::timeout(SHUTDOWN_GRACE, daily_store_closed)
-            .await
-            .is_err()
+        if let Some(closed) = daily_store_closed
+            && tokio::time::timeout(SHUTDOWN_GRACE, closed).await.is_err()
         {
             warn!("the daily store did not close in time");
         }

@@ -116,6 +116,11 @@ impl PushSender {
         }
     }
 
+    /// Closes the session, as one too slow to read its pushes is.
+    pub fn close_session(&self) {
+        self.shared.buffers.close();
+    }
+
     /// Queues a message another client sends this session. When the queue has no room, the sender is
     /// refused and this session is left alone: a sender cannot get its receiver closed.
     pub fn forward(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {

@@ -134,6 +134,9 @@ pub enum ServerMessage {
     /// A signal forwarded to its target: `{type, from, payload}`.
     #[serde(untagged)]
     Forwarded(Forwarded),
+    /// A message another node of the cluster sent, as it was sent.
+    #[serde(untagged)]
+    Relayed(serde_json::Value),
 }
 
 /// One relay as `get_relays` and `registered` describe it.

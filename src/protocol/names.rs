@@ -116,6 +116,10 @@ impl TryFrom<String> for PairingCode {
 pub struct PairingKey(Arc<str>);
 
 impl PairingKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The key as sent, shared.
     pub fn shared(&self) -> Arc<str> {
         self.0.clone()

@@ -11,6 +11,7 @@ use crate::protocol::ServerMessage;
 use crate::protocol::message::Forwarded;
 use crate::protocol::names::PairingCode;
 use crate::push::ForwardRefused;
+use crate::state::Undelivered;
 
 const MAX_SDP_CHARS: usize = 65_536;
 const MAX_CANDIDATE_CHARS: usize = 1024;
@@ -132,17 +133,15 @@ impl Session {
             from,
             payload: signal.payload,
         });
-        // Encoded and queued here, not by the shared state: its cost is the sender's.
-        let target = self
-            .state()
-            .pushes_of_code(signal.target.name())
+        self.state()
+            .forward(signal.target.name(), &forwarded)
             .await?
-            .ok_or(Failure::PeerNotFound)?;
-        target
-            .forward(&forwarded)
-            .map_err(|refused| match refused {
-                ForwardRefused::TooLarge(err) => Failure::TooLargeForPeer(err),
-                ForwardRefused::QueueFull => Failure::PeerBusy,
+            .map_err(|undelivered| match undelivered {
+                Undelivered::NoSuchPeer => Failure::PeerNotFound,
+                Undelivered::Refused(ForwardRefused::TooLarge(err)) => {
+                    Failure::TooLargeForPeer(err)
+                }
+                Undelivered::Refused(ForwardRefused::QueueFull) => Failure::PeerBusy,
             })?;
         Ok(ServerMessage::Ack {
             request_type: signal.kind.as_str(),

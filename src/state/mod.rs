@@ -7,6 +7,7 @@
 //! and registries (bind a name and list it, match a token and push to its owner) are atomic, and nothing
 //! outside this module can hold the state. This interface is also where a second, shared backend goes.
 
+pub mod cluster;
 mod owners;
 mod pairing;
 mod relays;
@@ -25,11 +26,14 @@ use crate::clock::{Clock, Millis};
 use crate::config::{PairingConfig, RendezvousConfig};
 use crate::daily_store::{DailyStore, Restored};
 use crate::peer::{AddressGroup, SessionId};
-use crate::protocol::Name;
 use crate::protocol::names::PairingKey;
-use crate::push::PushSender;
+use crate::protocol::{Name, ServerMessage};
+use crate::push::{ForwardRefused, PushSender};
 use crate::registry::{PairingRegistry, RelayRegistry, RendezvousRegistry};
+use cluster::names::Delivery;
+use cluster::{Cluster, StoreError};
 use owners::{NameOwners, Role};
+use tracing::{info, warn};
 
 pub use owners::Taken as NameTaken;
 pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
@@ -82,6 +86,15 @@ pub struct StateCounts {
     pub rendezvous_entries: usize,
 }
 
+/// Why a forwarded message was not queued.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// No live session holds the target as its pairing code.
+    NoSuchPeer,
+    /// The target's queue has no room for it, or never would.
+    Refused(ForwardRefused),
+}
+
 /// The state could not run an operation.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StateFailed {
@@ -104,6 +117,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     operations: mpsc::UnboundedSender<Operation>,
     counts: Arc<LiveCounts>,
+    /// In cluster mode, the shared registries in Redis; the state's thread then keeps only what this
+    /// node's sessions hold.
+    cluster: Option<Cluster>,
+    /// How long a released pairing code stays reserved for its key.
+    code_reservation: Millis,
 }
 
 /// The registries' sizes after the latest operation, readable without waiting for the state's thread.
@@ -127,6 +145,18 @@ struct Registries {
     held: HashMap<SessionId, SessionNames>,
     /// Where daily entries are kept across restarts, if anywhere.
     daily_store: Option<DailyStore>,
+}
+
+impl From<StoreError> for StateFailed {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unreachable(_) => Self::Unavailable,
+            StoreError::Refused(err) => {
+                tracing::error!(error = %err, "redis refused an operation");
+                Self::Bug
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedState {
@@ -154,7 +184,20 @@ impl SharedState {
             registries.rendezvous.restore_daily(&point, &peer_id, entry);
         }
         registries.daily_store = Some(daily_store);
-        Self::start(clock, registries)
+        Self::start(clock, registries, None, pairing.code_reservation())
+    }
+
+    /// State of one node of a cluster: the shared registries are in Redis, reached through `cluster`.
+    pub fn clustered(
+        clock: Arc<dyn Clock>,
+        rendezvous: &RendezvousConfig,
+        pairing: &PairingConfig,
+        cluster: Cluster,
+    ) -> Self {
+        let mut registries = Registries::new(rendezvous, pairing, SmallRng::from_os_rng());
+        // Reservations are kept in Redis, for every node to see.
+        registries.owners = NameOwners::new(0);
+        Self::start(clock, registries, Some(cluster), pairing.code_reservation())
     }
 
     /// State held in memory only, whose relay shuffling follows `rng`: tests seed it to be deterministic.
@@ -164,10 +207,20 @@ impl SharedState {
         pairing: &PairingConfig,
         rng: SmallRng,
     ) -> Self {
-        Self::start(clock, Registries::new(rendezvous, pairing, rng))
+        Self::start(
+            clock,
+            Registries::new(rendezvous, pairing, rng),
+            None,
+            pairing.code_reservation(),
+        )
     }
 
-    fn start(clock: Arc<dyn Clock>, registries: Registries) -> Self {
+    fn start(
+        clock: Arc<dyn Clock>,
+        registries: Registries,
+        cluster: Option<Cluster>,
+        code_reservation: Millis,
+    ) -> Self {
         let (operations, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(LiveCounts::default());
         let thread_clock = clock.clone();
@@ -180,7 +233,14 @@ impl SharedState {
             clock,
             operations,
             counts,
+            cluster,
+            code_reservation,
         }))
+    }
+
+    /// This node's part of the cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.0.cluster.as_ref()
     }
 
     /// The clock the registries run on; sessions read it too, so that rates and TTLs agree.
@@ -219,32 +279,88 @@ impl SharedState {
         code: &Name,
         key: PairingKey,
     ) -> Result<Result<(), NameTaken>, StateFailed> {
-        let (session, code) = (session.clone(), code.clone());
-        self.run(move |registries, now| {
-            registries
-                .owners
-                .bind(&code, &session, Role::PairingCode, Some(&key), now)?;
-            registries
-                .owners
-                .set_code_key(code.as_str(), session.id, key);
-            let names = registries.held.entry(session.id).or_default();
-            let old = names.pairing_code.replace(code.clone());
-            let relay_id = names.relay_id.clone();
-            if let Some(old) = old
-                && old != code
-            {
-                registries.release_code(session.id, &old, relay_id.as_ref() == Some(&old), None);
-            }
-            Ok(())
-        })
-        .await
+        if let Some(cluster) = self.cluster()
+            && !cluster
+                .claim(code.as_str(), session.id, Role::PairingCode, Some(&key))
+                .await?
+        {
+            return Ok(Err(NameTaken));
+        }
+        let (recipient, name) = (session.clone(), code.clone());
+        let bound = self
+            .run(move |registries, now| {
+                let (session, code) = (recipient, name);
+                registries
+                    .owners
+                    .bind(&code, &session, Role::PairingCode, Some(&key), now)?;
+                registries
+                    .owners
+                    .set_code_key(code.as_str(), session.id, key);
+                let names = registries.held.entry(session.id).or_default();
+                let old = names.pairing_code.replace(code.clone());
+                let relay_id = names.relay_id.clone();
+                match old {
+                    Some(old) if old != code => {
+                        let still_relay_id = relay_id.as_ref() == Some(&old);
+                        registries.release_code(session.id, &old, still_relay_id, None);
+                        Ok(Some(old))
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+        if let (Some(cluster), Ok(Some(old))) = (self.cluster(), &bound) {
+            cluster
+                .release(old.as_str(), session.id, Role::PairingCode, 0)
+                .await?;
+        }
+        Ok(bound.map(|_| ()))
     }
 
-    /// Where pushes for the session holding `code` as its pairing code go, if one does.
-    pub async fn pushes_of_code(&self, code: &Name) -> Result<Option<PushSender>, StateFailed> {
-        let code = code.clone();
-        self.run(move |registries, _| registries.owners.pushes_of_code(code.as_str()).cloned())
-            .await
+    /// Forwards a message another client sent to the session holding `target` as its pairing code,
+    /// wherever it is. Encoded and queued on the caller's task: its cost is the sender's.
+    pub async fn forward(
+        &self,
+        target: &Name,
+        message: &ServerMessage,
+    ) -> Result<Result<(), Undelivered>, StateFailed> {
+        let code = target.clone();
+        let here = self
+            .run(move |registries, _| registries.owners.pushes_of_code(code.as_str()).cloned())
+            .await?;
+        if let Some(pushes) = here {
+            return Ok(pushes.forward(message).map_err(Undelivered::Refused));
+        }
+        let Some(cluster) = self.cluster() else {
+            return Ok(Err(Undelivered::NoSuchPeer));
+        };
+        let delivered = cluster
+            .deliver(target.as_str(), Delivery::Forward, true, message)
+            .await?;
+        Ok(if delivered {
+            Ok(())
+        } else {
+            Err(Undelivered::NoSuchPeer)
+        })
+    }
+
+    /// Queues a message that another node delivered for the session holding `name` here.
+    fn deliver_here(&self, name: &str, delivery: Delivery, message: serde_json::Value) {
+        let name = name.to_owned();
+        self.tell(move |registries, _| {
+            let message = ServerMessage::Relayed(message);
+            match delivery {
+                Delivery::Push => {
+                    registries.owners.push(&name, message);
+                }
+                Delivery::Forward => {
+                    if let Some(pushes) = registries.owners.pushes_of_code(&name) {
+                        // A full queue drops what another client sent, as on one node.
+                        let _ = pushes.forward(&message);
+                    }
+                }
+            }
+        });
     }
 
     /// Frees every name of an ended session, with its relay listing, its hourly tokens and its pending
@@ -253,6 +369,7 @@ impl SharedState {
     /// Queued, not awaited: a session ending cannot wait, and whatever anyone asks after this runs after
     /// it.
     pub fn release_session(&self, session: SessionId) {
+        let (released, names) = oneshot::channel();
         self.tell(move |registries, now| {
             let Some(names) = registries.held.remove(&session) else {
                 return;
@@ -264,7 +381,99 @@ impl SharedState {
             if let Some(code) = &names.pairing_code {
                 registries.release_code(session, code, false, Some(now));
             }
+            let _ = released.send(names);
         });
+        if self.cluster().is_some() {
+            let state = self.clone();
+            tokio::spawn(async move {
+                if let Ok(names) = names.await {
+                    state.release_in_cluster(session, names).await;
+                }
+            });
+        }
+    }
+
+    /// Gives up in Redis what an ended session held. When Redis cannot be reached, what the session
+    /// held there is not announced again when it comes back, and a dead node's holdings are reaped.
+    async fn release_in_cluster(&self, session: SessionId, names: SessionNames) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let released = async {
+            if let Some(relay_id) = &names.relay_id {
+                cluster
+                    .release(relay_id.as_str(), session, Role::RelayId, 0)
+                    .await?;
+            }
+            if let Some(code) = &names.pairing_code {
+                cluster
+                    .release(
+                        code.as_str(),
+                        session,
+                        Role::PairingCode,
+                        self.0.code_reservation,
+                    )
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(err) = released.await {
+            tracing::debug!(error = %err, "an ended session's names stay in redis until it is back");
+        }
+    }
+
+    /// Claims again in Redis every name this node's sessions hold, after Redis lost them (it restarted
+    /// without its data) or gave this node up for dead. A name someone else took meanwhile stays theirs,
+    /// and the session that held it here is closed, so that its client comes back with a new one.
+    async fn announce_again(&self, cluster: &Cluster) {
+        let Ok(held) = self
+            .run(|registries, _| {
+                registries
+                    .held
+                    .iter()
+                    .map(|(&session, names)| {
+                        let key = names
+                            .pairing_code
+                            .as_ref()
+                            .and_then(|code| registries.owners.code_key(code.as_str()).cloned());
+                        (session, names.clone(), key)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+        else {
+            return;
+        };
+        let mut lost = Vec::new();
+        for (session, names, key) in held {
+            let claims = [
+                (names.pairing_code.as_ref(), Role::PairingCode, key.as_ref()),
+                (names.relay_id.as_ref(), Role::RelayId, None),
+            ];
+            for (name, role, key) in claims {
+                let Some(name) = name else { continue };
+                match cluster.claim(name.as_str(), session, role, key).await {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(session),
+                    Err(err) => {
+                        warn!(error = %err, "announcing this node's names again failed; retrying at the next heartbeat");
+                        return;
+                    }
+                }
+            }
+        }
+        if !lost.is_empty() {
+            warn!(
+                sessions = lost.len(),
+                "names taken by other nodes meanwhile; closing their sessions here"
+            );
+            self.tell(move |registries, _| {
+                for session in lost {
+                    registries.close(session);
+                }
+            });
+        }
+        info!("announced this node's names again");
     }
 
     /// The sizes of the registries after the latest operation.
@@ -305,6 +514,15 @@ fn run_operations(
 }
 
 impl Registries {
+    /// Closes a live session as if it were too slow to read its pushes.
+    fn close(&self, session: SessionId) {
+        if let Some(names) = self.held.get(&session) {
+            for name in [&names.pairing_code, &names.relay_id].into_iter().flatten() {
+                self.owners.close_holder(name.as_str());
+            }
+        }
+    }
+
     fn new(rendezvous: &RendezvousConfig, pairing: &PairingConfig, rng: SmallRng) -> Self {
         Self {
             owners: NameOwners::new(pairing.code_reservation()),

@@ -176,6 +176,13 @@ impl NameOwners {
         }
     }
 
+    /// Closes the session holding `name`.
+    pub fn close_holder(&self, name: &str) {
+        if let Some(holder) = self.holders.get(name) {
+            holder.pushes.close_session();
+        }
+    }
+
     /// Where pushes for the session holding `code` as its pairing code go.
     pub fn pushes_of_code(&self, code: &str) -> Option<&PushSender> {
         self.holders

@@ -18,6 +18,13 @@ impl SharedState {
         public_key: Option<Arc<str>>,
         count: usize,
     ) -> Result<Result<Vec<RelayInfo>, NameTaken>, StateFailed> {
+        if let Some(cluster) = self.cluster()
+            && !cluster
+                .claim(peer_id.as_str(), session.id, Role::RelayId, None)
+                .await?
+        {
+            return Ok(Err(NameTaken));
+        }
         let (session, peer_id) = (session.clone(), peer_id.clone());
         self.run(move |registries, now| {
             registries

@@ -54,6 +54,19 @@ impl SharedState {
         bind_peer_id: bool,
         registration: RendezvousRegistration,
     ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
+        if bind_peer_id
+            && let Some(cluster) = self.cluster()
+            && !cluster
+                .claim(
+                    registration.peer_id.as_str(),
+                    session.id,
+                    Role::RelayId,
+                    None,
+                )
+                .await?
+        {
+            return Ok(Err(RendezvousRefused::PeerIdTaken));
+        }
         let session = session.clone();
         let (found, written) = self
             .run(move |registries, now| {

@@ -45,9 +45,19 @@ impl TransportContext {
 
     /// The body of `GET /health`.
     pub fn health(&self) -> serde_json::Value {
-        let counts = self.sessions.state().counts();
+        let state = self.sessions.state();
+        let counts = state.counts();
+        let cluster = state.cluster().map(|cluster| {
+            json!({
+                "node": cluster.node(),
+                "redis": if cluster.is_available() { "ok" } else { "unreachable" },
+            })
+        });
+        let healthy = cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster["redis"] == "ok");
         json!({
-            "status": "healthy",
+            "status": if healthy { "healthy" } else { "degraded" },
             "serverId": self.sessions.identity().server_id,
             "sessions": self.sessions.open_count(),
             "names": counts.names,
@@ -56,6 +66,7 @@ impl TransportContext {
             "handshakes": self.sessions.admissions().handshakes(),
             "bufferedBytes": self.sessions.buffered_bytes(),
             "quicRetries": self.quic_retries.load(Ordering::Relaxed),
+            "cluster": cluster,
         })
     }
 }

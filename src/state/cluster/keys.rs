@@ -1,0 +1,25 @@
+//! The key layout in Redis. Every key an atomic operation touches carries the same hash tag (the part in
+//! braces), so that each operation is one hash slot and runs unchanged on a Redis Cluster.
+
+/// Everything zajel-signal stores starts with this.
+const PREFIX: &str = "zajel:";
+
+/// The record of a name (a pairing code or a relay peer id): who holds it, with which key and roles.
+pub fn name(name: &str) -> String {
+    format!("{PREFIX}{{n:{name}}}")
+}
+
+/// Every node that announced itself and was not reaped yet.
+pub fn nodes() -> String {
+    format!("{PREFIX}{{nodes}}")
+}
+
+/// A node's heartbeat: exists while the node lives.
+pub fn node_alive(node: &str) -> String {
+    format!("{PREFIX}{{nodes}}:alive:{node}")
+}
+
+/// The pub/sub channel of deliveries to a node's sessions.
+pub fn node_channel(node: &str) -> String {
+    format!("{PREFIX}node:{node}")
+}

@@ -1,0 +1,205 @@
+//! Cluster mode: the registries every node shares live in Redis, and deliveries to a session on another
+//! node go through Redis pub/sub to the node that holds it. This node keeps, in the state's thread, only
+//! what its own sessions hold (to deliver their pushes, and to announce it again when Redis comes back).
+//!
+//! Every operation is one script on one hash slot (see `keys.rs`), so the same code runs on a single
+//! Redis and on a Redis Cluster; `docs/cluster.md` lists the keys, the scripts and their cost.
+
+mod keys;
+mod link;
+pub mod names;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::{FromRedisValue, ScriptInvocation};
+use tracing::{info, warn};
+
+use link::Link;
+pub use link::StoreError;
+
+/// How often a node says it lives, and reads which nodes died.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node that has not said it lives for this long is dead: its sessions' names are free, its hourly
+/// tokens match no one, and a live node reaps what it held.
+const NODE_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// This node's part of the cluster.
+pub struct Cluster {
+    link: Link,
+    /// This node's id, new at every start: a node that restarts is a new node.
+    node: String,
+    /// Nodes announced but no longer alive, whose records count as free until they are reaped.
+    dead: RwLock<Arc<[String]>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects to the Redis at `url` (a single Redis or any node of a Redis Cluster).
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        let link = Link::connect(url).await?;
+        let node = format!("{:016x}", rand::random::<u64>());
+        info!(node = %node, redis_cluster = link.is_cluster(), "joined the cluster");
+        Ok(Self {
+            link,
+            node,
+            dead: RwLock::new(Arc::from([])),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether Redis can be reached now.
+    pub fn is_available(&self) -> bool {
+        self.link.is_available()
+    }
+
+    fn dead_nodes(&self) -> Arc<[String]> {
+        self.dead.read().expect("not poisoned").clone()
+    }
+
+    /// Runs a script.
+    async fn call<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.link.connection()?;
+        self.link
+            .check(invocation.invoke_async(&mut connection).await)
+    }
+
+    /// Runs a command.
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
+        let mut connection = self.link.connection()?;
+        self.link.check(command.query_async(&mut connection).await)
+    }
+
+    /// Says this node lives and reads which nodes died. Returns whether this node had been given up for
+    /// dead (or Redis lost its data): what its sessions hold must then be announced again.
+    async fn heartbeat(&self) -> Result<bool, StoreError> {
+        let alive_for = NODE_TIMEOUT.as_millis() as u64;
+        let before: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::node_alive(&self.node))
+                    .arg("1")
+                    .arg("PX")
+                    .arg(alive_for)
+                    .arg("GET"),
+            )
+            .await?;
+        let _: i64 = self
+            .query(redis::cmd("SADD").arg(keys::nodes()).arg(&self.node))
+            .await?;
+        let nodes: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(keys::nodes()))
+            .await?;
+        let alive: Vec<Option<String>> = self
+            .query(
+                redis::cmd("MGET").arg(
+                    nodes
+                        .iter()
+                        .map(|node| keys::node_alive(node))
+                        .collect::<Vec<_>>(),
+                ),
+            )
+            .await?;
+        let dead: Arc<[String]> = nodes
+            .into_iter()
+            .zip(alive)
+            .filter(|(node, alive)| alive.is_none() && *node != self.node)
+            .map(|(node, _)| node)
+            .collect();
+        let mut known = self.dead.write().expect("not poisoned");
+        if *known != dead {
+            info!(dead = ?dead, "nodes given up for dead");
+        }
+        *known = dead;
+        Ok(before.is_none())
+    }
+}
+
+impl super::SharedState {
+    /// Keeps this node in the cluster until `shutdown`: heartbeats, deliveries from other nodes, and
+    /// reconnection to Redis after it was lost, each followed by announcing again what this node's
+    /// sessions hold.
+    pub async fn run_cluster(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.keep_alive(cluster) => {}
+            () = self.reconnect(cluster) => {}
+            () = self.receive_deliveries(cluster) => {}
+        }
+    }
+
+    async fn keep_alive(&self, cluster: &Cluster) {
+        let mut ticks = tokio::time::interval(HEARTBEAT);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if cluster.is_available() {
+                self.beat(cluster).await;
+            }
+        }
+    }
+
+    async fn reconnect(&self, cluster: &Cluster) {
+        loop {
+            cluster.link.reconnect_when_broken().await;
+            self.beat(cluster).await;
+        }
+    }
+
+    /// One heartbeat; when the cluster had given this node up (or Redis lost its data), what this
+    /// node's sessions hold is announced again.
+    async fn beat(&self, cluster: &Cluster) {
+        match cluster.heartbeat().await {
+            Ok(true) => self.announce_again(cluster).await,
+            Ok(false) => {}
+            Err(err) => warn!(error = %err, "cluster heartbeat failed"),
+        }
+    }
+
+    /// Delivers what other nodes send this node's sessions, resubscribing after Redis was lost.
+    async fn receive_deliveries(&self, cluster: &Cluster) {
+        let channel = keys::node_channel(&cluster.node);
+        loop {
+            let subscribed = async {
+                let mut pubsub = cluster.link.client().get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match subscribed.await {
+                Ok(mut pubsub) => {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        match names::decode_delivery(message.get_payload_bytes()) {
+                            Some((delivery, name, message)) => {
+                                self.deliver_here(name, delivery, message)
+                            }
+                            None => warn!("an unreadable delivery from the cluster was dropped"),
+                        }
+                    }
+                    cluster.link.mark_broken();
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot subscribe to this node's deliveries yet")
+                }
+            }
+            tokio::time::sleep(HEARTBEAT / 4).await;
+        }
+    }
+}
