@@ -15,6 +15,18 @@ async fn node(redis: &RedisServer) -> TestServer {
     TestServer::start_with(config).await
 }
 
+/// Waits until `done` says so: what a session's end releases in Redis is released a moment after the
+/// session closes. Asks again every 20 ms, for at most [`common::PATIENCE`].
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(common::PATIENCE, async {
+        while !done().await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not in time"));
+}
+
 async fn register_code(client: &mut Client, code: &str, key: &str) -> serde_json::Value {
     client
         .request(json!({"type": "register", "pairingCode": code, "publicKey": key}))
@@ -48,15 +60,10 @@ async fn a_name_held_on_one_node_is_refused_on_another_until_its_session_ends() 
     holder.ws.close(None).await.unwrap();
     first.wait_for_sessions(0).await;
     let mut returning = second.connect().await;
-    tokio::time::timeout(common::PATIENCE, async {
-        loop {
-            if register_code(&mut returning, "ABC234", PUBLIC_KEY).await["type"] == "registered" {
-                break;
-            }
-        }
+    eventually("the code is released", async || {
+        register_code(&mut returning, "ABC234", PUBLIC_KEY).await["type"] == "registered"
     })
-    .await
-    .expect("the code is released in time");
+    .await;
     assert_eq!(
         register_code(&mut other, "ABC234", OTHER_KEY).await["type"],
         "code_collision"
@@ -108,4 +115,70 @@ async fn health_names_the_node_and_whether_redis_answers() {
     assert_eq!(health["cluster"]["redis"], "ok");
     assert_eq!(health["cluster"]["node"].as_str().unwrap().len(), 16);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn relays_of_every_node_are_listed_on_each_and_leave_with_their_session() {
+    let redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut relay_one = first.connect().await;
+    let reply = relay_one
+        .request(json!({"type": "register", "peerId": "relay-one", "maxConnections": 10, "publicKey": "pk one"}))
+        .await;
+    assert_eq!(reply["relays"], json!([]));
+    let mut relay_two = second.connect().await;
+    let reply = relay_two
+        .request(json!({"type": "register", "peerId": "relay-two", "maxConnections": 4}))
+        .await;
+    assert_eq!(
+        reply["relays"],
+        json!([{"peerId": "relay-one", "publicKey": "pk one", "capacity": 0.0}])
+    );
+
+    let mut asker = second.connect().await;
+    let listed = |reply: serde_json::Value| {
+        let mut ids: Vec<String> = reply["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|relay| relay["peerId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let get_relays = json!({"type": "get_relays", "peerId": "asker", "count": 10});
+    assert_eq!(
+        listed(asker.request(get_relays.clone()).await),
+        ["relay-one", "relay-two"]
+    );
+
+    // Half load or more takes a relay off the list; the same request from another node sees it.
+    let reply = relay_two
+        .request(json!({"type": "update_load", "peerId": "relay-two", "connectedCount": 2}))
+        .await;
+    assert_eq!(reply["type"], "load_updated");
+    let mut other_asker = first.connect().await;
+    assert_eq!(
+        listed(other_asker.request(get_relays.clone()).await),
+        ["relay-one"]
+    );
+    relay_two
+        .request(json!({"type": "update_load", "peerId": "relay-two", "connectedCount": 1}))
+        .await;
+    let relays = other_asker.request(get_relays.clone()).await["relays"].clone();
+    assert!(
+        relays
+            .as_array()
+            .unwrap()
+            .contains(&json!({"peerId": "relay-two", "publicKey": null, "capacity": 0.25}))
+    );
+
+    relay_one.ws.close(None).await.unwrap();
+    first.wait_for_sessions(1).await;
+    eventually("the relay leaves the list with its session", async || {
+        listed(asker.request(get_relays.clone()).await) == ["relay-two"]
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
 }

@@ -171,7 +171,9 @@ impl Session {
         if !names.relay_listed || names.relay_id.as_ref() != Some(&peer_id) {
             return Err(Failure::NotRegistered);
         }
-        self.state().update_load(&peer_id, connected_count).await?;
+        self.state()
+            .update_load(&self.recipient, &peer_id, connected_count)
+            .await?;
         Ok(ServerMessage::LoadUpdated {
             peer_id,
             connected_count,

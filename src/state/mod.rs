@@ -400,6 +400,11 @@ impl SharedState {
             return;
         };
         let released = async {
+            if let Some(relay_id) = &names.relay_id
+                && names.relay_listed
+            {
+                cluster.unregister_relay(session, relay_id.as_str()).await?;
+            }
             if let Some(relay_id) = &names.relay_id {
                 cluster
                     .release(relay_id.as_str(), session, Role::RelayId, 0)

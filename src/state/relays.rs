@@ -18,12 +18,27 @@ impl SharedState {
         public_key: Option<Arc<str>>,
         count: usize,
     ) -> Result<Result<Vec<RelayInfo>, NameTaken>, StateFailed> {
-        if let Some(cluster) = self.cluster()
-            && !cluster
+        if let Some(cluster) = self.cluster() {
+            if !cluster
                 .claim(peer_id.as_str(), session.id, Role::RelayId, None)
                 .await?
-        {
-            return Ok(Err(NameTaken));
+            {
+                return Ok(Err(NameTaken));
+            }
+            let bound = self.bind_relay_id(session, peer_id, true).await?;
+            if bound.is_err() {
+                return Ok(Err(NameTaken));
+            }
+            let relays = cluster
+                .register_relay(
+                    session.id,
+                    peer_id,
+                    max_connections,
+                    public_key.as_ref(),
+                    count,
+                )
+                .await?;
+            return Ok(Ok(relays));
         }
         let (session, peer_id) = (session.clone(), peer_id.clone());
         self.run(move |registries, now| {
@@ -43,12 +58,38 @@ impl SharedState {
         .await
     }
 
-    /// Sets a listed relay's load.
+    /// Binds `peer_id` to the session as its relay id in this node's record of its sessions.
+    async fn bind_relay_id(
+        &self,
+        session: &Recipient,
+        peer_id: &Name,
+        listed: bool,
+    ) -> Result<Result<(), NameTaken>, StateFailed> {
+        let (session, peer_id) = (session.clone(), peer_id.clone());
+        self.run(move |registries, now| {
+            registries
+                .owners
+                .bind(&peer_id, &session, Role::RelayId, None, now)?;
+            let names = registries.held.entry(session.id).or_default();
+            names.relay_id = Some(peer_id);
+            names.relay_listed |= listed;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets the load of the session's listed relay.
     pub async fn update_load(
         &self,
+        session: &Recipient,
         peer_id: &Name,
         connected_count: u32,
     ) -> Result<(), StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return Ok(cluster
+                .update_load(session.id, peer_id, connected_count)
+                .await?);
+        }
         let peer_id = peer_id.clone();
         self.run(move |registries, _| {
             registries
@@ -64,6 +105,9 @@ impl SharedState {
         exclude: &Name,
         count: usize,
     ) -> Result<Vec<RelayInfo>, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return Ok(cluster.list_relays(exclude, count).await?);
+        }
         let exclude = exclude.clone();
         self.run(move |registries, _| {
             registries

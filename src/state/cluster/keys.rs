@@ -9,6 +9,14 @@ pub fn name(name: &str) -> String {
     format!("{PREFIX}{{n:{name}}}")
 }
 
+/// Listed relays (id → record) and the ids of those under half load.
+pub fn relays() -> [String; 2] {
+    [
+        format!("{PREFIX}{{relays}}:info"),
+        format!("{PREFIX}{{relays}}:open"),
+    ]
+}
+
 /// Every node that announced itself and was not reaped yet.
 pub fn nodes() -> String {
     format!("{PREFIX}{{nodes}}")

@@ -8,6 +8,7 @@
 mod keys;
 mod link;
 pub mod names;
+mod relays;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -64,8 +65,12 @@ impl Cluster {
         self.link.is_available()
     }
 
-    fn dead_nodes(&self) -> Arc<[String]> {
-        self.dead.read().expect("not poisoned").clone()
+    /// Passes the nodes known dead to a script, as its last arguments.
+    fn add_dead_nodes(&self, invocation: &mut ScriptInvocation<'_>) {
+        let dead = self.dead.read().expect("not poisoned").clone();
+        for node in dead.iter() {
+            invocation.arg(node.as_str());
+        }
     }
 
     /// Runs a script.

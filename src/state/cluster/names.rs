@@ -176,9 +176,7 @@ impl Cluster {
             .arg(session)
             .arg(letter(role))
             .arg(key.map_or("-", |key| key.as_str()));
-        for dead in self.dead_nodes().iter() {
-            invocation.arg(dead.as_str());
-        }
+        self.add_dead_nodes(&mut invocation);
         let claimed: i64 = self.call(&invocation).await?;
         Ok(claimed == 1)
     }
@@ -214,19 +212,16 @@ impl Cluster {
         invocation
             .arg(encode_delivery(delivery, name, message))
             .arg(if code_only { "1" } else { "0" });
-        for dead in self.dead_nodes().iter() {
-            invocation.arg(dead.as_str());
-        }
+        self.add_dead_nodes(&mut invocation);
         let delivered: i64 = self.call(&invocation).await?;
         Ok(delivered == 1)
     }
 
     /// The key `code` is held with as a pairing code by a live session, wherever it is.
     pub async fn code_key(&self, code: &str) -> Result<Option<String>, StoreError> {
-        let mut invocation = CODE_KEY.key(keys::name(code));
-        for dead in self.dead_nodes().iter() {
-            invocation.arg(dead.as_str());
-        }
+        let mut invocation = CODE_KEY.prepare_invoke();
+        invocation.key(keys::name(code));
+        self.add_dead_nodes(&mut invocation);
         self.call(&invocation).await
     }
 }
