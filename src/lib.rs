@@ -134,12 +134,12 @@ impl Server {
             })?;
         let (state, daily_store_closed) = match &cluster.redis_url {
             Some(url) => {
-                let cluster = Cluster::connect(url)
-                    .await
-                    .map_err(|source| StartError::Redis {
+                let cluster = Cluster::connect(url, &rendezvous).await.map_err(|source| {
+                    StartError::Redis {
                         url: url.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 let state = SharedState::clustered(clock.clone(), &rendezvous, &pairing, cluster);
                 (state, None)
             }

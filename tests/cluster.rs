@@ -6,6 +6,7 @@ mod common;
 use common::redis::RedisServer;
 use common::{Client, PUBLIC_KEY, TestServer, test_config};
 use serde_json::json;
+use std::time::Duration;
 
 const OTHER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
@@ -20,7 +21,7 @@ async fn node(redis: &RedisServer) -> TestServer {
 async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     tokio::time::timeout(common::PATIENCE, async {
         while !done().await {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
@@ -179,6 +180,107 @@ async fn relays_of_every_node_are_listed_on_each_and_leave_with_their_session() 
         listed(asker.request(get_relays.clone()).await) == ["relay-two"]
     })
     .await;
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn rendezvous_matches_and_dead_drops_cross_nodes() {
+    let redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut alice = first.connect().await;
+    let reply = alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "alice", "relayId": "relay-a",
+                        "dailyPoints": ["day-1", "day-2"], "deadDrops": {"day-1": "sealed for bob"},
+                        "hourlyTokens": ["hour-1"]}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result", "liveMatches": [], "deadDrops": []})
+    );
+
+    let mut bob = second.connect().await;
+    bob.send_cbor(
+        &json!({"type": "register_rendezvous", "peerId": "bob", "relayId": "relay-b",
+                          "dailyPoints": ["day-2", "day-1"], "hourlyTokens": ["hour-1"]}),
+    )
+    .await;
+    assert_eq!(
+        bob.recv_binary().await,
+        json!({"type": "rendezvous_result",
+               "liveMatches": [{"peerId": "alice", "relayId": "relay-a", "meetingPoint": "hour-1"}],
+               "deadDrops": [{"peerId": "alice", "deadDrop": "sealed for bob", "relayId": "relay-a",
+                              "meetingPoint": "day-1"}]})
+    );
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "rendezvous_match",
+               "match": {"peerId": "bob", "relayId": "relay-b", "meetingPoint": "hour-1"}})
+    );
+
+    // Alice leaves: her hourly token matches no one any more, her dead drop stays.
+    alice.ws.close(None).await.unwrap();
+    first.wait_for_sessions(0).await;
+    let mut carol = first.connect().await;
+    let mut carol_sees = async || {
+        carol
+            .request(json!({"type": "register_rendezvous", "peerId": "carol",
+                            "dailyPoints": ["day-1"], "hourlyTokens": ["hour-1"]}))
+            .await
+    };
+    eventually("alice's hourly entry goes with her session", async || {
+        carol_sees().await["liveMatches"]
+            == json!([{"peerId": "bob", "relayId": "relay-b", "meetingPoint": "hour-1"}])
+    })
+    .await;
+    assert_eq!(
+        carol_sees().await["deadDrops"],
+        json!([{"peerId": "alice", "deadDrop": "sealed for bob", "relayId": "relay-a", "meetingPoint": "day-1"}])
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn rendezvous_entries_expire_by_the_clock_of_the_node_asking() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut alice = first.connect().await;
+    alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "alice", "dailyPoints": ["day"],
+                        "deadDrop": "sealed", "hourlyTokens": ["hour"]}),
+        )
+        .await;
+    let mut bob = second.connect().await;
+    let mut register_bob = async || {
+        bob.request(
+            json!({"type": "register_rendezvous", "peerId": "bob", "dailyPoints": ["day"],
+                           "hourlyTokens": ["hour"]}),
+        )
+        .await
+    };
+    second.clock.advance(3 * HOUR - Duration::from_millis(1));
+    let reply = register_bob().await;
+    assert_eq!(reply["liveMatches"].as_array().unwrap().len(), 1);
+    assert_eq!(reply["deadDrops"].as_array().unwrap().len(), 1);
+    second.clock.advance(Duration::from_millis(1));
+    let reply = register_bob().await;
+    assert_eq!(
+        reply["liveMatches"],
+        json!([]),
+        "hourly entries last 3 hours"
+    );
+    assert_eq!(reply["deadDrops"].as_array().unwrap().len(), 1);
+    second.clock.advance(45 * HOUR);
+    assert_eq!(
+        register_bob().await["deadDrops"],
+        json!([]),
+        "daily entries last 48 hours"
+    );
     first.stop().await;
     second.stop().await;
 }

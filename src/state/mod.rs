@@ -37,6 +37,7 @@ use tracing::{info, warn};
 
 pub use owners::Taken as NameTaken;
 pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
+use rendezvous::HourlyHeld;
 pub use rendezvous::{RendezvousRefused, RendezvousRegistration};
 
 /// Where pushes for a session go: its number and its queue.
@@ -145,6 +146,8 @@ struct Registries {
     held: HashMap<SessionId, SessionNames>,
     /// Where daily entries are kept across restarts, if anywhere.
     daily_store: Option<DailyStore>,
+    /// In cluster mode, the hourly entries each live session made, to remove when it ends.
+    hourly_in_cluster: HashMap<SessionId, HourlyHeld>,
 }
 
 impl From<StoreError> for StateFailed {
@@ -371,6 +374,7 @@ impl SharedState {
     pub fn release_session(&self, session: SessionId) {
         let (released, names) = oneshot::channel();
         self.tell(move |registries, now| {
+            let hourly = registries.hourly_in_cluster.remove(&session);
             let Some(names) = registries.held.remove(&session) else {
                 return;
             };
@@ -381,13 +385,13 @@ impl SharedState {
             if let Some(code) = &names.pairing_code {
                 registries.release_code(session, code, false, Some(now));
             }
-            let _ = released.send(names);
+            let _ = released.send((names, hourly));
         });
         if self.cluster().is_some() {
             let state = self.clone();
             tokio::spawn(async move {
-                if let Ok(names) = names.await {
-                    state.release_in_cluster(session, names).await;
+                if let Ok((names, hourly)) = names.await {
+                    state.release_in_cluster(session, names, hourly).await;
                 }
             });
         }
@@ -395,11 +399,22 @@ impl SharedState {
 
     /// Gives up in Redis what an ended session held. When Redis cannot be reached, what the session
     /// held there is not announced again when it comes back, and a dead node's holdings are reaped.
-    async fn release_in_cluster(&self, session: SessionId, names: SessionNames) {
+    async fn release_in_cluster(
+        &self,
+        session: SessionId,
+        names: SessionNames,
+        hourly: Option<HourlyHeld>,
+    ) {
         let Some(cluster) = self.cluster() else {
             return;
         };
         let released = async {
+            if let Some(hourly) = hourly {
+                let entries: Vec<_> = hourly.entries.into_iter().collect();
+                cluster
+                    .forget_hourly(session, hourly.address, &entries)
+                    .await?;
+            }
             if let Some(relay_id) = &names.relay_id
                 && names.relay_listed
             {
@@ -537,6 +552,7 @@ impl Registries {
             rng,
             held: HashMap::new(),
             daily_store: None,
+            hourly_in_cluster: HashMap::new(),
         }
     }
 

@@ -59,7 +59,7 @@ impl SharedState {
     }
 
     /// Binds `peer_id` to the session as its relay id in this node's record of its sessions.
-    async fn bind_relay_id(
+    pub(super) async fn bind_relay_id(
         &self,
         session: &Recipient,
         peer_id: &Name,

@@ -3,9 +3,16 @@
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
+use futures_util::future::try_join_all;
+
+use super::cluster::Cluster;
+use super::cluster::rendezvous::{ClusterRegistration, EntryOwner};
 use super::owners::Role;
 use super::{Recipient, Registries, SharedState, StateFailed};
 use crate::clock::Millis;
+use crate::peer::AddressGroup;
 use crate::protocol::message::LiveMatch;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::rendezvous::{Owner, Refused};
@@ -21,6 +28,14 @@ pub enum RendezvousRefused {
     NoRoom(#[from] Refused),
     #[error("the peer id is held by another session")]
     PeerIdTaken,
+}
+
+/// The hourly entries a session made in the cluster: (peer id, token) pairs, and the address whose
+/// budget they were counted in.
+#[derive(Debug)]
+pub(super) struct HourlyHeld {
+    pub address: AddressGroup,
+    pub entries: HashSet<(Name, Name)>,
 }
 
 /// One peer's registration, as it travels to the state's thread.
@@ -54,18 +69,10 @@ impl SharedState {
         bind_peer_id: bool,
         registration: RendezvousRegistration,
     ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
-        if bind_peer_id
-            && let Some(cluster) = self.cluster()
-            && !cluster
-                .claim(
-                    registration.peer_id.as_str(),
-                    session.id,
-                    Role::RelayId,
-                    None,
-                )
-                .await?
-        {
-            return Ok(Err(RendezvousRefused::PeerIdTaken));
+        if let Some(cluster) = self.cluster() {
+            return self
+                .register_rendezvous_in_cluster(cluster, session, bind_peer_id, registration)
+                .await;
         }
         let session = session.clone();
         let (found, written) = self
@@ -84,6 +91,87 @@ impl SharedState {
             written.wait().await.map_err(|_| StateFailed::Unavailable)?;
         }
         Ok(found)
+    }
+
+    async fn register_rendezvous_in_cluster(
+        &self,
+        cluster: &Cluster,
+        session: &Recipient,
+        bind_peer_id: bool,
+        registration: RendezvousRegistration,
+    ) -> Result<Result<Found, RendezvousRefused>, StateFailed> {
+        let peer_id = &registration.peer_id;
+        let taken = bind_peer_id
+            && (!cluster
+                .claim(peer_id.as_str(), session.id, Role::RelayId, None)
+                .await?
+                || self.bind_relay_id(session, peer_id, false).await?.is_err());
+        if taken {
+            return Ok(Err(RendezvousRefused::PeerIdTaken));
+        }
+        let name = peer_id.clone();
+        let key = self
+            .run(move |registries, _| registries.owner_key(&name))
+            .await?;
+        let now = self.clock().now();
+        let registered = cluster
+            .register_rendezvous(
+                now,
+                &ClusterRegistration {
+                    peer_id,
+                    relay_id: &registration.relay_id,
+                    daily_points: &registration.daily_points,
+                    hourly_tokens: &registration.hourly_tokens,
+                    owner: EntryOwner {
+                        session: session.id,
+                        key: key.as_deref(),
+                        address: session.address,
+                    },
+                },
+            )
+            .await?;
+        let Ok((found, nodes)) = registered else {
+            return Ok(Err(RendezvousRefused::NoRoom(Refused::AddressFull)));
+        };
+        self.hold_hourly(session, peer_id, &registration.hourly_tokens);
+        let pushes = found
+            .live_matches
+            .iter()
+            .zip(&nodes)
+            .map(|(earlier, node)| {
+                let push = ServerMessage::RendezvousMatch {
+                    peer: LiveMatch {
+                        peer_id: peer_id.clone(),
+                        relay_id: registration.relay_id.clone(),
+                        meeting_point: earlier.meeting_point.clone(),
+                    },
+                };
+                async move { cluster.push_to(node, earlier.peer_id.as_str(), &push).await }
+            });
+        try_join_all(pushes).await?;
+        Ok(Ok(found))
+    }
+
+    /// Records the hourly tokens a session registered in the cluster, so that its end removes them.
+    fn hold_hourly(&self, session: &Recipient, peer_id: &Name, tokens: &[Name]) {
+        if tokens.is_empty() {
+            return;
+        }
+        let (session, address) = (session.id, session.address);
+        let entries: Vec<_> = tokens
+            .iter()
+            .map(|token| (peer_id.clone(), token.clone()))
+            .collect();
+        self.tell(move |registries, _| {
+            let held = registries
+                .hourly_in_cluster
+                .entry(session)
+                .or_insert_with(|| HourlyHeld {
+                    address,
+                    entries: HashSet::new(),
+                });
+            held.entries.extend(entries);
+        });
     }
 
     /// Removes up to one batch of rendezvous entries whose time has passed, in one operation. Call again

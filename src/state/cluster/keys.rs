@@ -1,12 +1,35 @@
 //! The key layout in Redis. Every key an atomic operation touches carries the same hash tag (the part in
 //! braces), so that each operation is one hash slot and runs unchanged on a Redis Cluster.
 
+use crate::peer::AddressGroup;
+
 /// Everything zajel-signal stores starts with this.
 const PREFIX: &str = "zajel:";
 
 /// The record of a name (a pairing code or a relay peer id): who holds it, with which key and roles.
 pub fn name(name: &str) -> String {
     format!("{PREFIX}{{n:{name}}}")
+}
+
+/// The entries at a daily point (peer → entry), their expiry index and the findable ones (with a drop).
+pub fn daily(point: &str) -> [String; 3] {
+    let base = format!("{PREFIX}{{d:{point}}}");
+    [
+        format!("{base}:entries"),
+        format!("{base}:expiry"),
+        format!("{base}:drops"),
+    ]
+}
+
+/// The entries at an hourly token (peer → entry) and their expiry index.
+pub fn hourly(token: &str) -> [String; 2] {
+    let base = format!("{PREFIX}{{h:{token}}}");
+    [format!("{base}:entries"), format!("{base}:expiry")]
+}
+
+/// The rendezvous entries an address holds, by expiry: its budget.
+pub fn address_entries(address: AddressGroup) -> String {
+    format!("{PREFIX}{{a:{address}}}")
 }
 
 /// Listed relays (id → record) and the ids of those under half load.

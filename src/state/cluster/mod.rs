@@ -9,6 +9,7 @@ mod keys;
 mod link;
 pub mod names;
 mod relays;
+pub mod rendezvous;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +18,8 @@ use futures_util::StreamExt;
 use redis::{FromRedisValue, ScriptInvocation};
 use tracing::{info, warn};
 
+use crate::config::RendezvousConfig;
+use crate::protocol::ServerMessage;
 use link::Link;
 pub use link::StoreError;
 
@@ -33,6 +36,7 @@ pub struct Cluster {
     node: String,
     /// Nodes announced but no longer alive, whose records count as free until they are reaped.
     dead: RwLock<Arc<[String]>>,
+    rendezvous: RendezvousConfig,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -45,7 +49,10 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Connects to the Redis at `url` (a single Redis or any node of a Redis Cluster).
-    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+    pub async fn connect(
+        url: &str,
+        rendezvous: &RendezvousConfig,
+    ) -> Result<Self, redis::RedisError> {
         let link = Link::connect(url).await?;
         let node = format!("{:016x}", rand::random::<u64>());
         info!(node = %node, redis_cluster = link.is_cluster(), "joined the cluster");
@@ -53,6 +60,7 @@ impl Cluster {
             link,
             node,
             dead: RwLock::new(Arc::from([])),
+            rendezvous: rendezvous.clone(),
         })
     }
 
@@ -71,6 +79,24 @@ impl Cluster {
         for node in dead.iter() {
             invocation.arg(node.as_str());
         }
+    }
+
+    /// Sends `message` as a push to the session holding `name` on `node`.
+    pub async fn push_to(
+        &self,
+        node: &str,
+        name: &str,
+        message: &ServerMessage,
+    ) -> Result<(), StoreError> {
+        let delivery = names::encode_delivery(names::Delivery::Push, name, message);
+        let _: i64 = self
+            .query(
+                redis::cmd("PUBLISH")
+                    .arg(keys::node_channel(node))
+                    .arg(delivery),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Runs a script.
