@@ -284,3 +284,129 @@ async fn rendezvous_entries_expire_by_the_clock_of_the_node_asking() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn pairing_crosses_nodes_with_its_warnings_and_timeouts() {
+    let redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut alice = first.connect().await;
+    register_code(&mut alice, "ALCE22", PUBLIC_KEY).await;
+    let mut bob = second.connect().await;
+    register_code(&mut bob, "BBBBB2", OTHER_KEY).await;
+
+    alice
+        .send_json(
+            &json!({"type": "pair_request", "targetCode": "BBBBB2", "proposedName": "Alice"}),
+        )
+        .await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "pair_incoming", "fromCode": "ALCE22", "fromPublicKey": PUBLIC_KEY,
+               "expiresIn": 120000, "proposedName": "Alice"})
+    );
+    let reply = bob
+        .request(json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": true}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "pair_matched", "peerCode": "ALCE22", "peerPublicKey": PUBLIC_KEY,
+               "isInitiator": false})
+    );
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "pair_matched", "peerCode": "BBBBB2", "peerPublicKey": OTHER_KEY,
+               "isInitiator": true})
+    );
+    let reply = bob
+        .request(json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": true}))
+        .await;
+    assert_eq!(
+        reply["error"], "No pending request from this peer",
+        "answered once"
+    );
+
+    // Unanswered: the requester's node keeps the timers, and both sides hear of them.
+    alice
+        .send_json(&json!({"type": "pair_request", "targetCode": "BBBBB2"}))
+        .await;
+    assert_eq!(bob.recv().await["type"], "pair_incoming");
+    first.clock.advance(Duration::from_secs(90));
+    for (peer, other) in [(&mut alice, "BBBBB2"), (&mut bob, "ALCE22")] {
+        assert_eq!(
+            peer.recv().await,
+            json!({"type": "pair_expiring", "peerCode": other, "remainingSeconds": 30})
+        );
+    }
+    first.clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "pair_timeout", "peerCode": "BBBBB2"})
+    );
+    let reply = bob
+        .request(json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": true}))
+        .await;
+    assert_eq!(reply["type"], "pair_error", "timed out");
+
+    // A target that leaves times its requesters out at once, wherever they are.
+    alice
+        .send_json(&json!({"type": "pair_request", "targetCode": "BBBBB2"}))
+        .await;
+    assert_eq!(bob.recv().await["type"], "pair_incoming");
+    bob.ws.close(None).await.unwrap();
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "pair_timeout", "peerCode": "BBBBB2"})
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_web_client_links_to_a_phone_on_another_node() {
+    const WEB_KEY: &str = OTHER_KEY;
+    let redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut phone = first.connect().await;
+    register_code(&mut phone, "PHNE33", PUBLIC_KEY).await;
+    let mut web = second.connect().await;
+    register_code(&mut web, "WEBWEB", WEB_KEY).await;
+
+    web.send_json(
+        &json!({"type": "link_request", "linkCode": "PHNE33", "publicKey": WEB_KEY,
+                          "deviceName": "Firefox"}),
+    )
+    .await;
+    assert_eq!(
+        phone.recv().await,
+        json!({"type": "link_request", "linkCode": "PHNE33", "publicKey": WEB_KEY,
+               "deviceName": "Firefox", "webClientCode": "WEBWEB", "expiresIn": 120000})
+    );
+    let reply = phone
+        .request(
+            json!({"type": "link_response", "linkCode": "PHNE33", "accepted": true,
+                        "deviceId": "device-7"}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "link_matched", "linkCode": "PHNE33", "peerPublicKey": WEB_KEY,
+               "isInitiator": false, "webClientCode": "WEBWEB", "deviceName": "Firefox"})
+    );
+    assert_eq!(
+        web.recv().await,
+        json!({"type": "link_matched", "linkCode": "PHNE33", "peerPublicKey": PUBLIC_KEY,
+               "isInitiator": true, "deviceId": "device-7"})
+    );
+
+    // The web client's session ends while a request waits: the phone is told at once.
+    web.send_json(&json!({"type": "link_request", "linkCode": "PHNE33", "publicKey": WEB_KEY}))
+        .await;
+    assert_eq!(phone.recv().await["type"], "link_request");
+    web.ws.close(None).await.unwrap();
+    assert_eq!(
+        phone.recv().await,
+        json!({"type": "link_timeout", "linkCode": "PHNE33"})
+    );
+    first.stop().await;
+    second.stop().await;
+}

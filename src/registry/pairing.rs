@@ -201,6 +201,22 @@ impl PairingRegistry {
         Ok(())
     }
 
+    /// The codes `requester` has requests waiting for.
+    pub fn targets_of(&self, requester: &Name) -> Vec<Name> {
+        self.by_requester
+            .get(requester)
+            .map(|targets| targets.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The phones `web_client` asked to attach to, waiting for their answer.
+    pub fn phones_of(&self, web_client: &Name) -> Vec<Name> {
+        self.links_by_web_client
+            .get(web_client)
+            .map(|phones| phones.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Takes the pending request from `requester` to `target`, if there is one (the target answered
     /// it).
     pub fn take(&mut self, requester: &Name, target: &Name) -> bool {

@@ -121,8 +121,8 @@ struct Inner {
     /// In cluster mode, the shared registries in Redis; the state's thread then keeps only what this
     /// node's sessions hold.
     cluster: Option<Cluster>,
-    /// How long a released pairing code stays reserved for its key.
-    code_reservation: Millis,
+    /// Pairing settings; in cluster mode the limits checked in Redis.
+    pairing: PairingConfig,
 }
 
 /// The registries' sizes after the latest operation, readable without waiting for the state's thread.
@@ -148,6 +148,23 @@ struct Registries {
     daily_store: Option<DailyStore>,
     /// In cluster mode, the hourly entries each live session made, to remove when it ends.
     hourly_in_cluster: HashMap<SessionId, HourlyHeld>,
+    /// Cluster mode: pending requests live in Redis, so a released code's are ended there, by whoever
+    /// runs the operation that released it (see [`ReleasedCode`]).
+    clustered: bool,
+    released_codes: Vec<ReleasedCode>,
+}
+
+/// A pairing code given up in cluster mode, with what must end in Redis with it.
+#[derive(Debug)]
+struct ReleasedCode {
+    session: SessionId,
+    code: Name,
+    /// Codes it had requests waiting for.
+    targets: Vec<Name>,
+    /// Phones it asked to attach to.
+    phones: Vec<Name>,
+    /// Its hourly entries (peer id, token), and the address whose budget they are counted in.
+    hourly: Option<(AddressGroup, Vec<(Name, Name)>)>,
 }
 
 impl From<StoreError> for StateFailed {
@@ -187,7 +204,7 @@ impl SharedState {
             registries.rendezvous.restore_daily(&point, &peer_id, entry);
         }
         registries.daily_store = Some(daily_store);
-        Self::start(clock, registries, None, pairing.code_reservation())
+        Self::start(clock, registries, None, pairing)
     }
 
     /// State of one node of a cluster: the shared registries are in Redis, reached through `cluster`.
@@ -200,7 +217,8 @@ impl SharedState {
         let mut registries = Registries::new(rendezvous, pairing, SmallRng::from_os_rng());
         // Reservations are kept in Redis, for every node to see.
         registries.owners = NameOwners::new(0);
-        Self::start(clock, registries, Some(cluster), pairing.code_reservation())
+        registries.clustered = true;
+        Self::start(clock, registries, Some(cluster), pairing)
     }
 
     /// State held in memory only, whose relay shuffling follows `rng`: tests seed it to be deterministic.
@@ -214,7 +232,7 @@ impl SharedState {
             clock,
             Registries::new(rendezvous, pairing, rng),
             None,
-            pairing.code_reservation(),
+            pairing,
         )
     }
 
@@ -222,7 +240,7 @@ impl SharedState {
         clock: Arc<dyn Clock>,
         registries: Registries,
         cluster: Option<Cluster>,
-        code_reservation: Millis,
+        pairing: &PairingConfig,
     ) -> Self {
         let (operations, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(LiveCounts::default());
@@ -237,7 +255,7 @@ impl SharedState {
             operations,
             counts,
             cluster,
-            code_reservation,
+            pairing: pairing.clone(),
         }))
     }
 
@@ -306,18 +324,23 @@ impl SharedState {
                     Some(old) if old != code => {
                         let still_relay_id = relay_id.as_ref() == Some(&old);
                         registries.release_code(session.id, &old, still_relay_id, None);
-                        Ok(Some(old))
+                        let released = std::mem::take(&mut registries.released_codes);
+                        Ok(Some((old, released)))
                     }
                     _ => Ok(None),
                 }
             })
             .await?;
-        if let (Some(cluster), Ok(Some(old))) = (self.cluster(), &bound) {
-            cluster
-                .release(old.as_str(), session.id, Role::PairingCode, 0)
-                .await?;
+        match (self.cluster(), bound) {
+            (Some(cluster), Ok(Some((old, released)))) => {
+                cluster
+                    .release(old.as_str(), session.id, Role::PairingCode, 0)
+                    .await?;
+                self.end_in_cluster(released).await;
+                Ok(Ok(()))
+            }
+            (_, bound) => Ok(bound.map(|_| ())),
         }
-        Ok(bound.map(|_| ()))
     }
 
     /// Forwards a message another client sent to the session holding `target` as its pairing code,
@@ -385,13 +408,15 @@ impl SharedState {
             if let Some(code) = &names.pairing_code {
                 registries.release_code(session, code, false, Some(now));
             }
-            let _ = released.send((names, hourly));
+            let released_codes = std::mem::take(&mut registries.released_codes);
+            let _ = released.send((names, hourly, released_codes));
         });
         if self.cluster().is_some() {
             let state = self.clone();
             tokio::spawn(async move {
-                if let Ok((names, hourly)) = names.await {
+                if let Ok((names, hourly, released_codes)) = names.await {
                     state.release_in_cluster(session, names, hourly).await;
+                    state.end_in_cluster(released_codes).await;
                 }
             });
         }
@@ -431,7 +456,7 @@ impl SharedState {
                         code.as_str(),
                         session,
                         Role::PairingCode,
-                        self.0.code_reservation,
+                        self.0.pairing.code_reservation(),
                     )
                     .await?;
             }
@@ -553,6 +578,8 @@ impl Registries {
             held: HashMap::new(),
             daily_store: None,
             hourly_in_cluster: HashMap::new(),
+            clustered: false,
+            released_codes: Vec::new(),
         }
     }
 
@@ -571,6 +598,35 @@ impl Registries {
             .release(code.as_str(), session, Role::PairingCode);
         if let (Some(now), Some(key)) = (ended, key) {
             self.owners.reserve(code, key, now);
+        }
+        if self.clustered {
+            let targets = self.pairing.targets_of(code);
+            let phones = self.pairing.phones_of(code);
+            // Whom to tell is known in Redis, for requests made from every node.
+            self.pairing.remove_code(code);
+            let hourly = (!still_relay_id)
+                .then(|| self.hourly_in_cluster.get_mut(&session))
+                .flatten()
+                .map(|held| {
+                    let entries: Vec<_> = held
+                        .entries
+                        .iter()
+                        .filter(|(peer_id, _)| peer_id == code)
+                        .cloned()
+                        .collect();
+                    for entry in &entries {
+                        held.entries.remove(entry);
+                    }
+                    (held.address, entries)
+                });
+            self.released_codes.push(ReleasedCode {
+                session,
+                code: code.clone(),
+                targets,
+                phones,
+                hourly,
+            });
+            return;
         }
         let ended = self.pairing.remove_code(code);
         self.deliver_pairing_events(ended);

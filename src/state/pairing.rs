@@ -2,7 +2,9 @@
 //! another that waits, with a timer, for the other side's answer; both need the two codes live with their
 //! keys, and both tell each side what happened by pushes.
 
-use super::{Answer, Recipient, Registries, SharedState, StateFailed};
+use super::cluster::Cluster;
+use super::cluster::pairing::PairRequest;
+use super::{Answer, Recipient, Registries, ReleasedCode, SharedState, StateFailed};
 use crate::clock::Millis;
 use crate::peer::AddressGroup;
 use crate::protocol::names::PairingKey;
@@ -39,6 +41,11 @@ impl SharedState {
         target: &Name,
         proposed_name: Option<String>,
     ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return self
+                .request_pairing_in_cluster(cluster, session, requester, target, proposed_name)
+                .await;
+        }
         let (requester, target, address) = (requester.clone(), target.clone(), session.address);
         self.run(move |registries, now| {
             registries.request_pairing(now, &requester, &target, proposed_name, address)
@@ -56,6 +63,11 @@ impl SharedState {
         requester: &Name,
         accepted: bool,
     ) -> Result<Result<Answer<PairingKey>, NoPendingRequest>, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return self
+                .answer_pairing_in_cluster(cluster, responder, requester, accepted)
+                .await;
+        }
         let (responder, requester) = (responder.clone(), requester.clone());
         self.run(move |registries, _| registries.answer_pairing(&responder, &requester, accepted))
             .await
@@ -68,6 +80,11 @@ impl SharedState {
         phone: &Name,
         link: PendingLink,
     ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return self
+                .request_link_in_cluster(cluster, session, phone, link)
+                .await;
+        }
         let (phone, address) = (phone.clone(), session.address);
         self.run(move |registries, now| registries.request_link(now, &phone, link, address))
             .await
@@ -81,6 +98,11 @@ impl SharedState {
         accepted: bool,
         device_id: Option<String>,
     ) -> Result<Result<Answer<PendingLink>, LinkAnswerError>, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            return self
+                .answer_link_in_cluster(cluster, phone, accepted, device_id)
+                .await;
+        }
         let phone = phone.clone();
         self.run(move |registries, _| registries.answer_link(&phone, accepted, device_id))
             .await
@@ -89,6 +111,16 @@ impl SharedState {
     /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`),
     /// and forgets the code reservations that ended. Returns how many events there were.
     pub async fn run_pairing_timers(&self) -> Result<usize, StateFailed> {
+        if let Some(cluster) = self.cluster() {
+            let events = self
+                .run(|registries, now| registries.pairing.due_events(now))
+                .await?;
+            let count = events.len();
+            for event in events {
+                self.settle_in_cluster(cluster, event).await?;
+            }
+            return Ok(count);
+        }
         self.run(|registries, now| {
             registries.owners.end_reservations(now);
             let events = registries.pairing.due_events(now);
@@ -97,6 +129,283 @@ impl SharedState {
             count
         })
         .await
+    }
+}
+
+/// Cluster mode: the pending requests are in Redis, beside their targets; this node keeps the timers
+/// of the requests its sessions made.
+impl SharedState {
+    async fn request_pairing_in_cluster(
+        &self,
+        cluster: &Cluster,
+        session: &Recipient,
+        requester: &Name,
+        target: &Name,
+        proposed_name: Option<String>,
+    ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        let (from, to, address) = (requester.clone(), target.clone(), session.address);
+        let local: Result<_, PairingRefused> = self
+            .run(move |registries, now| {
+                let key = registries.owners.code_key(from.as_str()).cloned();
+                let key = key.ok_or(PairingRefused)?;
+                registries
+                    .pairing
+                    .request(now, &from, &to, address)
+                    .map_err(|_| PairingRefused)?;
+                Ok((key, now, registries.pairing.expiry()))
+            })
+            .await?;
+        let Ok((key, now, expiry)) = local else {
+            return Ok(Err(PairingRefused));
+        };
+        let config = &self.0.pairing;
+        let recorded = cluster
+            .request_pairing(PairRequest {
+                requester,
+                target,
+                address,
+                now,
+                expires: now.saturating_add(expiry),
+                max_pending: config.max_pending_pairs,
+                max_pending_from_address: config.max_pending_pairs_per_ip_per_code,
+                incoming: ServerMessage::PairIncoming {
+                    from_code: requester.clone(),
+                    from_public_key: key,
+                    expires_in: expiry,
+                    proposed_name,
+                },
+            })
+            .await;
+        if recorded.as_ref().is_ok_and(|recorded| *recorded) {
+            return Ok(Ok(()));
+        }
+        let (from, to) = (requester.clone(), target.clone());
+        self.tell(move |registries, _| {
+            registries.pairing.take(&from, &to);
+        });
+        recorded?;
+        Ok(Err(PairingRefused))
+    }
+
+    async fn answer_pairing_in_cluster(
+        &self,
+        cluster: &Cluster,
+        responder: &Name,
+        requester: &Name,
+        accepted: bool,
+    ) -> Result<Result<Answer<PairingKey>, NoPendingRequest>, StateFailed> {
+        if !cluster.take_pairing(requester, responder, None).await? {
+            return Ok(Err(NoPendingRequest));
+        }
+        if !accepted {
+            let rejected = ServerMessage::PairRejected {
+                peer_code: responder.clone(),
+            };
+            cluster.push_to_code(requester.as_str(), &rejected).await?;
+            return Ok(Ok(Answer::Rejected));
+        }
+        let code = responder.clone();
+        let responder_key = self
+            .run(move |registries, _| registries.owners.code_key(code.as_str()).cloned())
+            .await?;
+        let requester_key = cluster
+            .code_key(requester.as_str())
+            .await?
+            .and_then(|key| PairingKey::try_from(key).ok());
+        let (Some(responder_key), Some(requester_key)) = (responder_key, requester_key) else {
+            return Ok(Err(NoPendingRequest));
+        };
+        let matched = ServerMessage::PairMatched {
+            peer_code: responder.clone(),
+            peer_public_key: responder_key,
+            is_initiator: true,
+        };
+        cluster.push_to_code(requester.as_str(), &matched).await?;
+        Ok(Ok(Answer::Accepted(requester_key)))
+    }
+
+    async fn request_link_in_cluster(
+        &self,
+        cluster: &Cluster,
+        session: &Recipient,
+        phone: &Name,
+        link: PendingLink,
+    ) -> Result<Result<(), PairingRefused>, StateFailed> {
+        if *phone == link.web_client {
+            return Ok(Err(PairingRefused));
+        }
+        let (to, waiting, address) = (phone.clone(), link.clone(), session.address);
+        let local: Result<_, PairingRefused> = self
+            .run(move |registries, now| {
+                registries
+                    .pairing
+                    .request_link(now, &to, waiting, address)
+                    .map_err(|_| PairingRefused)?;
+                Ok((now, registries.pairing.expiry()))
+            })
+            .await?;
+        let Ok((now, expiry)) = local else {
+            return Ok(Err(PairingRefused));
+        };
+        let request = ServerMessage::LinkRequest {
+            link_code: phone.clone(),
+            public_key: link.web_client_key.clone(),
+            device_name: link.device_name.clone(),
+            web_client_code: link.web_client.clone(),
+            expires_in: expiry,
+        };
+        let recorded = cluster
+            .request_link(phone, &link, now, now.saturating_add(expiry), &request)
+            .await;
+        if recorded.as_ref().is_ok_and(|recorded| *recorded) {
+            return Ok(Ok(()));
+        }
+        let to = phone.clone();
+        self.tell(move |registries, _| {
+            registries.pairing.take_link(&to);
+        });
+        recorded?;
+        Ok(Err(PairingRefused))
+    }
+
+    async fn answer_link_in_cluster(
+        &self,
+        cluster: &Cluster,
+        phone: &Name,
+        accepted: bool,
+        device_id: Option<String>,
+    ) -> Result<Result<Answer<PendingLink>, LinkAnswerError>, StateFailed> {
+        let Some(link) = cluster.take_link(phone, None).await? else {
+            return Ok(Err(LinkAnswerError::NoPendingLink));
+        };
+        let web_client = link.web_client.as_str();
+        if !accepted {
+            let rejected = ServerMessage::LinkRejected {
+                link_code: phone.clone(),
+            };
+            cluster.push_to_code(web_client, &rejected).await?;
+            return Ok(Ok(Answer::Rejected));
+        }
+        let code = phone.clone();
+        let Some(phone_key) = self
+            .run(move |registries, _| registries.owners.code_key(code.as_str()).cloned())
+            .await?
+        else {
+            return Ok(Err(LinkAnswerError::PhoneNotRegistered));
+        };
+        let matched = ServerMessage::LinkMatchedWebClient {
+            link_code: phone.clone(),
+            peer_public_key: phone_key,
+            is_initiator: true,
+            device_id,
+        };
+        cluster.push_to_code(web_client, &matched).await?;
+        Ok(Ok(Answer::Accepted(link)))
+    }
+
+    /// Tells both sides what a timer of this node's request made due, if the request still waits in
+    /// Redis (an answer on another node took it already otherwise).
+    async fn settle_in_cluster(
+        &self,
+        cluster: &Cluster,
+        event: PairingEvent,
+    ) -> Result<(), StateFailed> {
+        match event {
+            PairingEvent::Expiring { requester, target } => {
+                if cluster.pairing_waits(&requester, &target).await? {
+                    let remaining_seconds = self.0.pairing.warning() / 1000;
+                    for (to, peer) in [(&requester, &target), (&target, &requester)] {
+                        let expiring = ServerMessage::PairExpiring {
+                            peer_code: peer.clone(),
+                            remaining_seconds,
+                        };
+                        cluster.push_to_code(to.as_str(), &expiring).await?;
+                    }
+                }
+            }
+            PairingEvent::TimedOut { requester, target } => {
+                if cluster
+                    .take_pairing(&requester, &target, Some(cluster.node()))
+                    .await?
+                {
+                    let timeout = ServerMessage::PairTimeout { peer_code: target };
+                    cluster.push_to_code(requester.as_str(), &timeout).await?;
+                }
+            }
+            PairingEvent::LinkTimedOut { phone, web_client } => {
+                if cluster
+                    .take_link(&phone, Some(&web_client))
+                    .await?
+                    .is_some()
+                {
+                    let timeout = ServerMessage::LinkTimeout {
+                        link_code: phone.clone(),
+                    };
+                    for to in [&phone, &web_client] {
+                        cluster.push_to_code(to.as_str(), &timeout).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends in Redis what released pairing codes had pending, telling the other sides as one node does:
+    /// requesters waiting for a code time out at once, and link requests either way.
+    pub(super) async fn end_in_cluster(&self, released: Vec<ReleasedCode>) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        for code in released {
+            if let Err(err) = self.end_code_in_cluster(cluster, code).await {
+                tracing::debug!(error = ?err, "a released code's requests stay in redis until they expire");
+            }
+        }
+    }
+
+    async fn end_code_in_cluster(
+        &self,
+        cluster: &Cluster,
+        released: ReleasedCode,
+    ) -> Result<(), StateFailed> {
+        let ReleasedCode {
+            session,
+            code,
+            targets,
+            phones,
+            hourly,
+        } = released;
+        for target in &targets {
+            cluster
+                .take_pairing(&code, target, Some(cluster.node()))
+                .await?;
+        }
+        for phone in phones {
+            if cluster.take_link(&phone, Some(&code)).await?.is_some() {
+                let timeout = ServerMessage::LinkTimeout {
+                    link_code: phone.clone(),
+                };
+                cluster.push_to_code(phone.as_str(), &timeout).await?;
+            }
+        }
+        for requester in cluster.end_pairings_to(&code).await? {
+            let timeout = ServerMessage::PairTimeout {
+                peer_code: code.clone(),
+            };
+            cluster.push_to_code(&requester, &timeout).await?;
+        }
+        if let Some(link) = cluster.take_link(&code, None).await? {
+            let timeout = ServerMessage::LinkTimeout {
+                link_code: code.clone(),
+            };
+            cluster
+                .push_to_code(link.web_client.as_str(), &timeout)
+                .await?;
+        }
+        if let Some((address, entries)) = hourly {
+            cluster.forget_hourly(session, address, &entries).await?;
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,16 @@ pub fn name(name: &str) -> String {
     format!("{PREFIX}{{n:{name}}}")
 }
 
+/// Pending pairing requests to a pairing code: requester → request. Same slot as the code's record.
+pub fn pairing_requests(target: &str) -> String {
+    format!("{PREFIX}{{n:{target}}}:pairs")
+}
+
+/// The pending link request to a phone's pairing code. Same slot as the code's record.
+pub fn link_request(phone: &str) -> String {
+    format!("{PREFIX}{{n:{phone}}}:link")
+}
+
 /// The entries at a daily point (peer → entry), their expiry index and the findable ones (with a drop).
 pub fn daily(point: &str) -> [String; 3] {
     let base = format!("{PREFIX}{{d:{point}}}");

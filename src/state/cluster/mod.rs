@@ -8,6 +8,7 @@
 mod keys;
 mod link;
 pub mod names;
+pub mod pairing;
 mod relays;
 pub mod rendezvous;
 

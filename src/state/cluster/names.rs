@@ -217,6 +217,17 @@ impl Cluster {
         Ok(delivered == 1)
     }
 
+    /// Pushes `message` to the session holding `code` as its pairing code, wherever it is; nothing
+    /// happens when none does.
+    pub async fn push_to_code(
+        &self,
+        code: &str,
+        message: &ServerMessage,
+    ) -> Result<(), StoreError> {
+        self.deliver(code, Delivery::Push, true, message).await?;
+        Ok(())
+    }
+
     /// The key `code` is held with as a pairing code by a live session, wherever it is.
     pub async fn code_key(&self, code: &str) -> Result<Option<String>, StoreError> {
         let mut invocation = CODE_KEY.prepare_invoke();
