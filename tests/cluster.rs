@@ -4,6 +4,7 @@
 mod common;
 
 use common::redis::RedisServer;
+use common::streams::{QuicClient, WebTransportClient, recv_frame};
 use common::{Client, PUBLIC_KEY, TestServer, test_config};
 use serde_json::json;
 use std::time::Duration;
@@ -409,4 +410,154 @@ async fn a_web_client_links_to_a_phone_on_another_node() {
     );
     first.stop().await;
     second.stop().await;
+}
+
+/// Three nodes on the Redis at `redis_url`, a peer on each over another transport (WebSocket, raw QUIC,
+/// WebTransport): they rendezvous, pair, signal and find each other's relays as on one server.
+async fn three_nodes_serve_as_one(redis_url: String) {
+    let mut config = test_config();
+    config.cluster.redis_url = Some(redis_url);
+    let ws_node = TestServer::start_with(config.clone()).await;
+    let quic_node = TestServer::start_with(config.clone()).await;
+    let wt_node = TestServer::start_with(config).await;
+    let mut alice = ws_node.connect().await;
+    let mut bob = QuicClient::connect(&quic_node).await;
+    let mut carol = WebTransportClient::connect(&wt_node).await;
+
+    // Rendezvous: a dead drop and a live match found across nodes, the earlier peers pushed.
+    alice
+        .request(json!({"type": "register_rendezvous", "peerId": "alice", "relayId": "relay-a",
+                        "dailyPoints": ["day"], "deadDrop": "for friends", "hourlyTokens": ["hour"]}))
+        .await;
+    let reply = bob
+        .request(
+            &json!({"type": "register_rendezvous", "peerId": "bob", "relayId": "relay-b",
+                         "dailyPoints": ["day"], "hourlyTokens": ["hour"], "requestId": 1}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"type": "rendezvous_result", "requestId": 1,
+               "liveMatches": [{"peerId": "alice", "relayId": "relay-a", "meetingPoint": "hour"}],
+               "deadDrops": [{"peerId": "alice", "deadDrop": "for friends", "relayId": "relay-a",
+                              "meetingPoint": "day"}]})
+    );
+    let bob_match = json!({"type": "rendezvous_match",
+                           "match": {"peerId": "bob", "relayId": "relay-b", "meetingPoint": "hour"}});
+    assert_eq!(alice.recv().await, bob_match);
+    let reply = carol
+        .request(
+            &json!({"type": "register_rendezvous", "peerId": "carol", "hourlyTokens": ["hour"]}),
+        )
+        .await;
+    let mut matched: Vec<_> = reply["liveMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|found| found["peerId"].as_str().unwrap().to_owned())
+        .collect();
+    matched.sort();
+    assert_eq!(matched, ["alice", "bob"]);
+    let carol_match = json!({"type": "rendezvous_match",
+                             "match": {"peerId": "carol", "relayId": "", "meetingPoint": "hour"}});
+    assert_eq!(alice.recv().await, carol_match);
+    assert_eq!(recv_frame(&mut bob.pushes).await, carol_match);
+
+    // Pairing codes: held once in the cluster; a pairing between QUIC and WebTransport.
+    register_code(&mut alice, "ALCE22", PUBLIC_KEY).await;
+    let reply = bob
+        .request(&json!({"type": "register", "pairingCode": "ALCE22", "publicKey": OTHER_KEY}))
+        .await;
+    assert_eq!(reply["type"], "code_collision");
+    bob.request(&json!({"type": "register", "pairingCode": "BBBBB2", "publicKey": OTHER_KEY}))
+        .await;
+    carol
+        .request(&json!({"type": "register", "pairingCode": "CCCCC3", "publicKey": PUBLIC_KEY}))
+        .await;
+    let reply = bob
+        .request(&json!({"type": "pair_request", "targetCode": "CCCCC3"}))
+        .await;
+    assert_eq!(reply, json!({"type": "ack", "for": "pair_request"}));
+    assert_eq!(
+        recv_frame(&mut carol.pushes).await,
+        json!({"type": "pair_incoming", "fromCode": "BBBBB2", "fromPublicKey": OTHER_KEY,
+               "expiresIn": 120000})
+    );
+    let reply = carol
+        .request(&json!({"type": "pair_response", "targetCode": "BBBBB2", "accepted": true}))
+        .await;
+    assert_eq!(reply["type"], "pair_matched");
+    assert_eq!(
+        recv_frame(&mut bob.pushes).await,
+        json!({"type": "pair_matched", "peerCode": "CCCCC3", "peerPublicKey": PUBLIC_KEY,
+               "isInitiator": true})
+    );
+
+    // WebRTC signaling: offer, answer and ICE between all three.
+    bob.request(&json!({"type": "offer", "target": "CCCCC3", "payload": {"sdp": "offer"}}))
+        .await;
+    assert_eq!(
+        recv_frame(&mut carol.pushes).await,
+        json!({"type": "offer", "from": "BBBBB2", "payload": {"sdp": "offer"}})
+    );
+    carol
+        .request(&json!({"type": "answer", "target": "BBBBB2", "payload": {"sdp": "answer"}}))
+        .await;
+    assert_eq!(
+        recv_frame(&mut bob.pushes).await,
+        json!({"type": "answer", "from": "CCCCC3", "payload": {"sdp": "answer"}})
+    );
+    alice
+        .send_json(
+            &json!({"type": "ice_candidate", "target": "BBBBB2", "payload": {"candidate": "c1"}}),
+        )
+        .await;
+    assert_eq!(
+        recv_frame(&mut bob.pushes).await,
+        json!({"type": "ice_candidate", "from": "ALCE22", "payload": {"candidate": "c1"}})
+    );
+    bob.request(
+        &json!({"type": "ice_candidate", "target": "ALCE22", "payload": {"candidate": "c2"}}),
+    )
+    .await;
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "ice_candidate", "from": "BBBBB2", "payload": {"candidate": "c2"}})
+    );
+
+    // Relays registered on each node are listed on any.
+    let mut relay_ws = ws_node.connect().await;
+    relay_ws
+        .request(json!({"type": "register", "peerId": "relay-ws"}))
+        .await;
+    let relay_quic = QuicClient::connect(&quic_node).await;
+    relay_quic
+        .request(&json!({"type": "register", "peerId": "relay-quic"}))
+        .await;
+    let relay_wt = WebTransportClient::connect(&wt_node).await;
+    relay_wt
+        .request(&json!({"type": "register", "peerId": "relay-wt"}))
+        .await;
+    let mut asker = ws_node.connect().await;
+    let reply = asker
+        .request(json!({"type": "get_relays", "peerId": "asker", "count": 10}))
+        .await;
+    let mut relays: Vec<_> = reply["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|relay| relay["peerId"].as_str().unwrap().to_owned())
+        .collect();
+    relays.sort();
+    assert_eq!(relays, ["relay-quic", "relay-ws", "relay-wt"]);
+
+    ws_node.stop().await;
+    quic_node.stop().await;
+    wt_node.stop().await;
+}
+
+#[tokio::test]
+async fn three_nodes_on_one_redis_serve_as_one() {
+    let redis = RedisServer::start();
+    three_nodes_serve_as_one(redis.url()).await;
 }
