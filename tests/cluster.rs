@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::streams::{QuicClient, WebTransportClient, recv_frame};
 use common::{Client, PUBLIC_KEY, TestServer, test_config};
 use serde_json::json;
@@ -560,4 +560,16 @@ async fn three_nodes_serve_as_one(redis_url: String) {
 async fn three_nodes_on_one_redis_serve_as_one() {
     let redis = RedisServer::start();
     three_nodes_serve_as_one(redis.url()).await;
+}
+
+#[tokio::test]
+async fn three_nodes_on_a_redis_cluster_serve_as_one() {
+    let redis = RedisCluster::start();
+    three_nodes_serve_as_one(redis.url()).await;
+    let holding_keys = redis
+        .masters
+        .iter()
+        .filter(|master| master.cli(&["dbsize"]).trim() != "0")
+        .count();
+    assert_eq!(holding_keys, 3, "keys are spread over every master");
 }

@@ -108,3 +108,59 @@ fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// A Redis Cluster of three masters (no replicas), each slot range on another process.
+pub struct RedisCluster {
+    pub masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let masters: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = masters
+            .iter()
+            .map(|master| master.addr.to_string())
+            .collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addresses.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        masters[0].cli(&create);
+        let cluster = Self { masters };
+        cluster.wait_until_ready();
+        cluster
+    }
+
+    /// Any master will do: clients learn the others from it.
+    pub fn url(&self) -> String {
+        self.masters[0].url()
+    }
+
+    /// Waits until every master sees all slots served (the cluster state settles a moment after the
+    /// slots are assigned).
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        for master in &self.masters {
+            while !master
+                .cli(&["cluster", "info"])
+                .contains("cluster_state:ok")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the Redis Cluster did not settle in time"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
