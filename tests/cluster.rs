@@ -5,7 +5,7 @@ mod common;
 
 use common::redis::{RedisCluster, RedisServer};
 use common::streams::{QuicClient, WebTransportClient, recv_frame};
-use common::{Client, PUBLIC_KEY, TestServer, test_config};
+use common::{Client, PUBLIC_KEY, TestServer, spawn_server_binary, test_config};
 use serde_json::json;
 use std::time::Duration;
 
@@ -572,4 +572,90 @@ async fn three_nodes_on_a_redis_cluster_serve_as_one() {
         .filter(|master| master.cli(&["dbsize"]).trim() != "0")
         .count();
     assert_eq!(holding_keys, 3, "keys are spread over every master");
+}
+
+#[tokio::test]
+async fn a_killed_node_frees_what_its_sessions_held_within_15_seconds_but_not_dead_drops() {
+    let redis = RedisServer::start();
+    let args = [
+        "--ws-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--quic-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ];
+    let url = redis.url();
+    let (mut doomed, doomed_addr) = spawn_server_binary(&args, &[("ZAJEL_REDIS_URL", &url)]).await;
+    let doomed_addr = doomed_addr.parse().unwrap();
+    let survivor = node(&redis).await;
+
+    let mut alice = Client::connect(doomed_addr).await;
+    assert_eq!(
+        register_code(&mut alice, "ALCE22", PUBLIC_KEY).await["type"],
+        "registered"
+    );
+    alice
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "ALCE22", "dailyPoints": ["day"],
+                        "deadDrop": "kept", "hourlyTokens": ["hour"]}),
+        )
+        .await;
+    let mut relay = Client::connect(doomed_addr).await;
+    relay
+        .request(json!({"type": "register", "peerId": "relay-doomed"}))
+        .await;
+    let mut carol = survivor.connect().await;
+    register_code(&mut carol, "CCCCC3", OTHER_KEY).await;
+    alice
+        .send_json(&json!({"type": "pair_request", "targetCode": "CCCCC3"}))
+        .await;
+    assert_eq!(carol.recv().await["type"], "pair_incoming");
+
+    doomed.kill().await.unwrap();
+    let killed = std::time::Instant::now();
+    let mut asker = survivor.connect().await;
+    let get_relays = json!({"type": "get_relays", "peerId": "asker"});
+    while asker.request(get_relays.clone()).await["relays"] != json!([]) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "the dead node's relay is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut mallory = survivor.connect().await;
+    assert_eq!(
+        register_code(&mut mallory, "ALCE22", OTHER_KEY).await["type"],
+        "registered",
+        "a dead node's codes are free"
+    );
+    let reply = carol
+        .request(
+            json!({"type": "register_rendezvous", "peerId": "CCCCC3", "dailyPoints": ["day"],
+                        "hourlyTokens": ["hour"]}),
+        )
+        .await;
+    assert_eq!(
+        reply["liveMatches"],
+        json!([]),
+        "a dead node's hourly entries match no one"
+    );
+    assert_eq!(
+        reply["deadDrops"],
+        json!([{"peerId": "ALCE22", "deadDrop": "kept", "relayId": "", "meetingPoint": "day"}])
+    );
+    let reply = carol
+        .request(json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": true}))
+        .await;
+    assert_eq!(
+        reply["type"], "pair_error",
+        "a dead node's requests are gone"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(15));
+
+    // Reaped from Redis too: only the survivor lists holdings.
+    eventually("the dead node is reaped", async || {
+        redis.cli(&["keys", "zajel:{held:*"]).lines().count() <= 1
+            && redis.cli(&["smembers", "zajel:{nodes}"]).lines().count() == 1
+    })
+    .await;
+    survivor.stop().await;
 }

@@ -162,6 +162,7 @@ impl SharedState {
         let recorded = cluster
             .request_pairing(PairRequest {
                 requester,
+                session: session.id,
                 target,
                 address,
                 now,
@@ -194,14 +195,17 @@ impl SharedState {
         requester: &Name,
         accepted: bool,
     ) -> Result<Result<Answer<PairingKey>, NoPendingRequest>, StateFailed> {
-        if !cluster.take_pairing(requester, responder, None).await? {
+        let Some(made_by) = cluster.take_pairing(requester, responder, false).await? else {
             return Ok(Err(NoPendingRequest));
-        }
+        };
+        // The answer goes to the session that asked: not to whoever holds its code since.
         if !accepted {
             let rejected = ServerMessage::PairRejected {
                 peer_code: responder.clone(),
             };
-            cluster.push_to_code(requester.as_str(), &rejected).await?;
+            cluster
+                .push_to_session(requester.as_str(), &made_by, &rejected)
+                .await?;
             return Ok(Ok(Answer::Rejected));
         }
         let code = responder.clone();
@@ -209,7 +213,7 @@ impl SharedState {
             .run(move |registries, _| registries.owners.code_key(code.as_str()).cloned())
             .await?;
         let requester_key = cluster
-            .code_key(requester.as_str())
+            .code_key(requester.as_str(), &made_by)
             .await?
             .and_then(|key| PairingKey::try_from(key).ok());
         let (Some(responder_key), Some(requester_key)) = (responder_key, requester_key) else {
@@ -220,7 +224,9 @@ impl SharedState {
             peer_public_key: responder_key,
             is_initiator: true,
         };
-        cluster.push_to_code(requester.as_str(), &matched).await?;
+        cluster
+            .push_to_session(requester.as_str(), &made_by, &matched)
+            .await?;
         Ok(Ok(Answer::Accepted(requester_key)))
     }
 
@@ -255,7 +261,14 @@ impl SharedState {
             expires_in: expiry,
         };
         let recorded = cluster
-            .request_link(phone, &link, now, now.saturating_add(expiry), &request)
+            .request_link(
+                phone,
+                &link,
+                session.id,
+                now,
+                now.saturating_add(expiry),
+                &request,
+            )
             .await;
         if recorded.as_ref().is_ok_and(|recorded| *recorded) {
             return Ok(Ok(()));
@@ -275,7 +288,7 @@ impl SharedState {
         accepted: bool,
         device_id: Option<String>,
     ) -> Result<Result<Answer<PendingLink>, LinkAnswerError>, StateFailed> {
-        let Some(link) = cluster.take_link(phone, None).await? else {
+        let Some((link, made_by)) = cluster.take_link(phone, None).await? else {
             return Ok(Err(LinkAnswerError::NoPendingLink));
         };
         let web_client = link.web_client.as_str();
@@ -283,7 +296,9 @@ impl SharedState {
             let rejected = ServerMessage::LinkRejected {
                 link_code: phone.clone(),
             };
-            cluster.push_to_code(web_client, &rejected).await?;
+            cluster
+                .push_to_session(web_client, &made_by, &rejected)
+                .await?;
             return Ok(Ok(Answer::Rejected));
         }
         let code = phone.clone();
@@ -299,7 +314,9 @@ impl SharedState {
             is_initiator: true,
             device_id,
         };
-        cluster.push_to_code(web_client, &matched).await?;
+        cluster
+            .push_to_session(web_client, &made_by, &matched)
+            .await?;
         Ok(Ok(Answer::Accepted(link)))
     }
 
@@ -325,8 +342,9 @@ impl SharedState {
             }
             PairingEvent::TimedOut { requester, target } => {
                 if cluster
-                    .take_pairing(&requester, &target, Some(cluster.node()))
+                    .take_pairing(&requester, &target, true)
                     .await?
+                    .is_some()
                 {
                     let timeout = ServerMessage::PairTimeout { peer_code: target };
                     cluster.push_to_code(requester.as_str(), &timeout).await?;
@@ -376,9 +394,7 @@ impl SharedState {
             hourly,
         } = released;
         for target in &targets {
-            cluster
-                .take_pairing(&code, target, Some(cluster.node()))
-                .await?;
+            cluster.take_pairing(&code, target, true).await?;
         }
         for phone in phones {
             if cluster.take_link(&phone, Some(&code)).await?.is_some() {
@@ -388,18 +404,20 @@ impl SharedState {
                 cluster.push_to_code(phone.as_str(), &timeout).await?;
             }
         }
-        for requester in cluster.end_pairings_to(&code).await? {
+        for (requester, made_by) in cluster.end_pairings_to(&code).await? {
             let timeout = ServerMessage::PairTimeout {
                 peer_code: code.clone(),
             };
-            cluster.push_to_code(&requester, &timeout).await?;
+            cluster
+                .push_to_session(&requester, &made_by, &timeout)
+                .await?;
         }
-        if let Some(link) = cluster.take_link(&code, None).await? {
+        if let Some((link, made_by)) = cluster.take_link(&code, None).await? {
             let timeout = ServerMessage::LinkTimeout {
                 link_code: code.clone(),
             };
             cluster
-                .push_to_code(link.web_client.as_str(), &timeout)
+                .push_to_session(link.web_client.as_str(), &made_by, &timeout)
                 .await?;
         }
         if let Some((address, entries)) = hourly {

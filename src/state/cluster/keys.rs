@@ -1,8 +1,6 @@
 //! The key layout in Redis. Every key an atomic operation touches carries the same hash tag (the part in
 //! braces), so that each operation is one hash slot and runs unchanged on a Redis Cluster.
 
-use crate::peer::AddressGroup;
-
 /// Everything zajel-signal stores starts with this.
 const PREFIX: &str = "zajel:";
 
@@ -38,7 +36,7 @@ pub fn hourly(token: &str) -> [String; 2] {
 }
 
 /// The rendezvous entries an address holds, by expiry: its budget.
-pub fn address_entries(address: AddressGroup) -> String {
+pub fn address_entries(address: impl std::fmt::Display) -> String {
     format!("{PREFIX}{{a:{address}}}")
 }
 
@@ -48,6 +46,16 @@ pub fn relays() -> [String; 2] {
         format!("{PREFIX}{{relays}}:info"),
         format!("{PREFIX}{{relays}}:open"),
     ]
+}
+
+/// What a node's sessions hold, so that others can remove it when the node dies.
+pub fn node_holdings(node: &str) -> String {
+    format!("{PREFIX}{{held:{node}}}")
+}
+
+/// Taken by the node that reaps a dead node, so that one does.
+pub fn node_reaper(node: &str) -> String {
+    format!("{PREFIX}{{nodes}}:reaper:{node}")
 }
 
 /// Every node that announced itself and was not reaped yet.

@@ -5,6 +5,7 @@
 //! Every operation is one script on one hash slot (see `keys.rs`), so the same code runs on a single
 //! Redis and on a Redis Cluster; `docs/cluster.md` lists the keys, the scripts and their cost.
 
+mod holdings;
 mod keys;
 mod link;
 pub mod names;
@@ -202,6 +203,12 @@ impl super::SharedState {
             Ok(true) => self.announce_again(cluster).await,
             Ok(false) => {}
             Err(err) => warn!(error = %err, "cluster heartbeat failed"),
+        }
+        let dead = cluster.dead.read().expect("not poisoned").clone();
+        for node in dead.iter() {
+            if let Err(err) = cluster.reap(node).await {
+                warn!(error = %err, node = %node, "reaping a dead node failed; trying again at the next heartbeat");
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::super::owners::Role;
+use super::holdings::Holding;
 use super::keys;
 use super::{Cluster, StoreError};
 use crate::clock::Millis;
@@ -26,7 +27,8 @@ fn letter(role: Role) -> &'static str {
 }
 
 /// KEYS: the name's record. ARGV: node, session, role letter, key (`-` for none), then the dead nodes.
-/// Returns 1 when the session now holds the name, 0 when another does or it is reserved for another key.
+/// Returns 1 when the session now holds the name, 2 when another session of this node does, 0 when a
+/// session of another node does or it is reserved for another key.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -40,6 +42,8 @@ if current then
     if role == 'r' then key = held_key end
   elseif held_node == '-' then
     if key == '-' or key ~= held_key then return 0 end
+  elseif held_node == node then
+    return 2
   else
     local dead = false
     for i = 5, #ARGV do
@@ -55,7 +59,8 @@ return 1
 });
 
 /// KEYS: the name's record. ARGV: node, session, role letter, milliseconds to keep a released code
-/// reserved for its key (0: not at all). Does nothing unless the session holds the name.
+/// reserved for its key (0: not at all). Does nothing unless the session holds the name. Returns 2 when
+/// the node no longer holds the name, 1 when the session still holds it in its other role.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -68,19 +73,20 @@ local key = held_key
 if ARGV[3] == 'c' then key = '-' end
 if roles ~= '' then
   redis.call('SET', KEYS[1], held_node .. ' ' .. held_session .. ' ' .. key .. ' ' .. roles)
+  return 1
 elseif ARGV[3] == 'c' and held_key ~= '-' and tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[1], '- - ' .. held_key .. ' -', 'PX', ARGV[4])
 else
   redis.call('DEL', KEYS[1])
 end
-return 1
+return 2
 ",
     )
 });
 
 /// KEYS: the name's record. ARGV: the delivery (see [`Delivery`]), `1` if the name must be held as a
-/// pairing code, then the dead nodes. Publishes the delivery to the node holding the name; returns 1 if
-/// one does.
+/// pairing code, the `node session` that must hold it (empty: any), then the dead nodes. Publishes the
+/// delivery to the node holding the name; returns 1 if one does.
 static DELIVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -89,7 +95,8 @@ if not current then return 0 end
 local held_node, held_session, held_key, held_roles = string.match(current, '^(%S+) (%S+) (%S+) (%S+)$')
 if held_node == '-' then return 0 end
 if ARGV[2] == '1' and not string.find(held_roles, 'c', 1, true) then return 0 end
-for i = 3, #ARGV do
+if ARGV[3] ~= '' and ARGV[3] ~= held_node .. ' ' .. held_session then return 0 end
+for i = 4, #ARGV do
   if ARGV[i] == held_node then return 0 end
 end
 redis.call('PUBLISH', 'zajel:node:' .. held_node, ARGV[1])
@@ -98,22 +105,42 @@ return 1
     )
 });
 
-/// KEYS: the name's record. Returns the pairing key the name is held with, if held as a pairing code by
-/// a live node (ARGV: the dead nodes).
+/// KEYS: the name's record. ARGV: the `node session` that must hold it. Returns the pairing key the name
+/// is held with by that session, if it holds it as a pairing code.
 static CODE_KEY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = redis.call('GET', KEYS[1])
 if not current then return false end
 local held_node, held_session, held_key, held_roles = string.match(current, '^(%S+) (%S+) (%S+) (%S+)$')
-if held_node == '-' or held_key == '-' then return false end
-for i = 1, #ARGV do
-  if ARGV[i] == held_node then return false end
-end
+if held_key == '-' or held_node .. ' ' .. held_session ~= ARGV[1] then return false end
 return held_key
 ",
     )
 });
+
+/// A session somewhere in the cluster: the one that made a pending request, to which its answer goes
+/// (and nobody who took its code since).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionAt {
+    pub node: String,
+    pub session: SessionId,
+}
+
+impl SessionAt {
+    /// From the `node session …` a pending request starts with.
+    pub fn read(stored: &str) -> Option<Self> {
+        let mut parts = stored.split(' ');
+        Some(Self {
+            node: parts.next()?.to_owned(),
+            session: parts.next()?.parse().ok()?,
+        })
+    }
+
+    fn spelled(&self) -> String {
+        format!("{} {}", self.node, self.session)
+    }
+}
 
 /// How a delivered message is queued on the receiving node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +204,12 @@ impl Cluster {
             .arg(letter(role))
             .arg(key.map_or("-", |key| key.as_str()));
         self.add_dead_nodes(&mut invocation);
+        // Listed before it is claimed: whatever record this node makes, a reaper will find.
+        self.hold(&[Holding::Name(name)]).await?;
         let claimed: i64 = self.call(&invocation).await?;
+        if claimed == 0 {
+            self.unhold(&[Holding::Name(name)]).await?;
+        }
         Ok(claimed == 1)
     }
 
@@ -195,7 +227,10 @@ impl Cluster {
             .arg(session)
             .arg(letter(role))
             .arg(reserve_for);
-        let _: i64 = self.call(&invocation).await?;
+        let released: i64 = self.call(&invocation).await?;
+        if released == 2 {
+            self.unhold(&[Holding::Name(name)]).await?;
+        }
         Ok(())
     }
 
@@ -208,10 +243,24 @@ impl Cluster {
         code_only: bool,
         message: &ServerMessage,
     ) -> Result<bool, StoreError> {
+        self.deliver_to(name, None, delivery, code_only, message)
+            .await
+    }
+
+    /// Sends `message` to the session holding `name`, if it is `holder` (any, if not given).
+    async fn deliver_to(
+        &self,
+        name: &str,
+        holder: Option<&SessionAt>,
+        delivery: Delivery,
+        code_only: bool,
+        message: &ServerMessage,
+    ) -> Result<bool, StoreError> {
         let mut invocation = DELIVER.key(keys::name(name));
         invocation
             .arg(encode_delivery(delivery, name, message))
-            .arg(if code_only { "1" } else { "0" });
+            .arg(if code_only { "1" } else { "0" })
+            .arg(holder.map(SessionAt::spelled).unwrap_or_default());
         self.add_dead_nodes(&mut invocation);
         let delivered: i64 = self.call(&invocation).await?;
         Ok(delivered == 1)
@@ -228,11 +277,26 @@ impl Cluster {
         Ok(())
     }
 
-    /// The key `code` is held with as a pairing code by a live session, wherever it is.
-    pub async fn code_key(&self, code: &str) -> Result<Option<String>, StoreError> {
-        let mut invocation = CODE_KEY.prepare_invoke();
-        invocation.key(keys::name(code));
-        self.add_dead_nodes(&mut invocation);
+    /// Pushes `message` to the session holding `code` as its pairing code if it is `holder`.
+    pub async fn push_to_session(
+        &self,
+        code: &str,
+        holder: &SessionAt,
+        message: &ServerMessage,
+    ) -> Result<(), StoreError> {
+        self.deliver_to(code, Some(holder), Delivery::Push, true, message)
+            .await?;
+        Ok(())
+    }
+
+    /// The key `code` is held with as a pairing code by `holder`, if it still holds it.
+    pub async fn code_key(
+        &self,
+        code: &str,
+        holder: &SessionAt,
+    ) -> Result<Option<String>, StoreError> {
+        let mut invocation = CODE_KEY.key(keys::name(code));
+        invocation.arg(holder.spelled());
         self.call(&invocation).await
     }
 }

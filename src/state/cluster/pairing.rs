@@ -10,9 +10,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::holdings::Holding;
+use super::names::SessionAt;
 use super::{Cluster, StoreError, keys};
 use crate::clock::Millis;
-use crate::peer::AddressGroup;
+use crate::peer::{AddressGroup, SessionId};
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::pairing::PendingLink;
@@ -33,50 +35,51 @@ local function live_code(record, first_dead)
 end
 ";
 
-/// KEYS: the target's record, its pending requests. ARGV: requester, node, now, expires, address, most
-/// pending, most pending from one address, the `pair_incoming` delivery, dead nodes. Returns 1 when
-/// recorded (and the target is pushed the delivery), 0 when refused.
+/// KEYS: the target's record, its pending requests. ARGV: requester, node, session, now, expires,
+/// address, most pending, most pending from one address, the `pair_incoming` delivery, dead nodes.
+/// Returns 1 when recorded (and the target is pushed the delivery), 0 when refused.
 static PAIR_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LIVE_CODE}
-local target_node = live_code(redis.call('GET', KEYS[1]), 9)
+local target_node = live_code(redis.call('GET', KEYS[1]), 10)
 if not target_node then return 0 end
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local dead = {{}}
+for i = 10, #ARGV do dead[ARGV[i]] = true end
 local waiting, from_address, again = 0, 0, false
 local requests = redis.call('HGETALL', KEYS[2])
 for i = 1, #requests, 2 do
-  local node, expires, address = string.match(requests[i + 1], '^(%S+) (%S+) (%S+)$')
-  if tonumber(expires) <= now then
+  local node, session, expires, address = string.match(requests[i + 1], '^(%S+) (%S+) (%S+) (%S+)$')
+  if tonumber(expires) <= now or dead[node] then
     redis.call('HDEL', KEYS[2], requests[i])
   elseif requests[i] == ARGV[1] then
     again = true
   else
     waiting = waiting + 1
-    if address == ARGV[5] then from_address = from_address + 1 end
+    if address == ARGV[6] then from_address = from_address + 1 end
   end
 end
-if not again and (waiting >= tonumber(ARGV[6]) or from_address >= tonumber(ARGV[7])) then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
-local ttl = math.max(1, tonumber(ARGV[4]) - now)
+if not again and (waiting >= tonumber(ARGV[7]) or from_address >= tonumber(ARGV[8])) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+local ttl = math.max(1, tonumber(ARGV[5]) - now)
 redis.call('PEXPIRE', KEYS[2], ttl, 'NX')
 redis.call('PEXPIRE', KEYS[2], ttl, 'GT')
-redis.call('PUBLISH', 'zajel:node:' .. target_node, ARGV[8])
+redis.call('PUBLISH', 'zajel:node:' .. target_node, ARGV[9])
 return 1
 "
     ))
 });
 
 /// KEYS: a code's pending requests. ARGV: requester, the node that must have made it (empty: any).
-/// Removes the request and returns the address it came from, if it was waiting.
+/// Removes the request and returns it (`node session expires address`), if it was waiting.
 static PAIR_TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local request = redis.call('HGET', KEYS[1], ARGV[1])
 if not request then return false end
-local node, expires, address = string.match(request, '^(%S+) (%S+) (%S+)$')
-if ARGV[2] ~= '' and node ~= ARGV[2] then return false end
+if ARGV[2] ~= '' and string.match(request, '^(%S+) ') ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
-return address
+return request
 ",
     )
 });
@@ -93,34 +96,40 @@ return 1
     )
 });
 
-/// KEYS: a code's pending requests. Removes them all and returns the requesters.
+/// KEYS: a code's pending requests. Removes them all and returns them (requester, request, …).
 static PAIRS_END: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local requesters = redis.call('HKEYS', KEYS[1])
+local requests = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
-return requesters
+return requests
 ",
     )
 });
 
-/// KEYS: the phone's record, its link request. ARGV: web client, node, now, expires, the web client's
-/// key, device name as JSON, the `link_request` delivery, dead nodes. Returns 1 when recorded (and the
-/// phone pushed the delivery), 0 when the phone is not a live code or waits on another web client.
+/// KEYS: the phone's record, its link request. ARGV: web client, node, session, now, expires, the web
+/// client's key, device name as JSON, the `link_request` delivery, dead nodes. Returns 1 when recorded
+/// (and the phone pushed the delivery), 0 when the phone is not a live code or waits on another web
+/// client.
 static LINK_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LIVE_CODE}
-local phone_node = live_code(redis.call('GET', KEYS[1]), 8)
+local phone_node = live_code(redis.call('GET', KEYS[1]), 9)
 if not phone_node then return 0 end
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
 local waiting = redis.call('GET', KEYS[2])
 if waiting then
-  local web_client, node, expires = string.match(waiting, '^(%S+) (%S+) (%S+) ')
-  if tonumber(expires) > now and web_client ~= ARGV[1] then return 0 end
+  local web_client, node, session, expires = string.match(waiting, '^(%S+) (%S+) (%S+) (%S+) ')
+  local gone = tonumber(expires) <= now
+  for i = 9, #ARGV do
+    if ARGV[i] == node then gone = true end
+  end
+  if not gone and web_client ~= ARGV[1] then return 0 end
 end
-redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6],
-  'PX', math.max(1, tonumber(ARGV[4]) - now))
-redis.call('PUBLISH', 'zajel:node:' .. phone_node, ARGV[7])
+redis.call('SET', KEYS[2],
+  ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7],
+  'PX', math.max(1, tonumber(ARGV[5]) - now))
+redis.call('PUBLISH', 'zajel:node:' .. phone_node, ARGV[8])
 return 1
 ",
     ))
@@ -144,6 +153,8 @@ return waiting
 #[derive(Debug)]
 pub struct PairRequest<'a> {
     pub requester: &'a Name,
+    /// The requester's session, to which the answer goes.
+    pub session: SessionId,
     pub target: &'a Name,
     pub address: AddressGroup,
     pub now: Millis,
@@ -164,6 +175,7 @@ impl Cluster {
             .key(keys::pairing_requests(target))
             .arg(request.requester.as_str())
             .arg(&self.node)
+            .arg(request.session)
             .arg(request.now)
             .arg(request.expires)
             .arg(request.address.to_string())
@@ -171,23 +183,54 @@ impl Cluster {
             .arg(request.max_pending_from_address)
             .arg(encode_delivery(Delivery::Push, target, &request.incoming));
         self.add_dead_nodes(&mut invocation);
+        let holding = Holding::Pairing {
+            target,
+            requester: request.requester.as_str(),
+        };
+        self.hold(&[holding]).await?;
         let recorded: i64 = self.call(&invocation).await?;
+        if recorded == 0 {
+            self.unhold(&[holding]).await?;
+        }
         Ok(recorded == 1)
     }
 
-    /// Takes the request from `requester` to `target` (made by `node`, if given), if it still waits.
+    /// Takes the request from `requester` to `target`, if it still waits: this node's own (a timer of
+    /// its, or its requester left), or, answered by the target, anyone's. Returns the session that made
+    /// it.
     pub async fn take_pairing(
         &self,
         requester: &Name,
         target: &Name,
-        node: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let mut invocation = PAIR_TAKE.key(keys::pairing_requests(target.as_str()));
-        invocation
-            .arg(requester.as_str())
-            .arg(node.unwrap_or_default());
+        own: bool,
+    ) -> Result<Option<SessionAt>, StoreError> {
+        if !own {
+            return self
+                .take_pairing_of(requester.as_str(), target.as_str(), "")
+                .await;
+        }
+        let taken = self
+            .take_pairing_of(requester.as_str(), target.as_str(), &self.node)
+            .await?;
+        self.unhold(&[Holding::Pairing {
+            target: target.as_str(),
+            requester: requester.as_str(),
+        }])
+        .await?;
+        Ok(taken)
+    }
+
+    /// Takes the request from `requester` to `target` made by `node` (empty: any), if it still waits.
+    pub(super) async fn take_pairing_of(
+        &self,
+        requester: &str,
+        target: &str,
+        node: &str,
+    ) -> Result<Option<SessionAt>, StoreError> {
+        let mut invocation = PAIR_TAKE.key(keys::pairing_requests(target));
+        invocation.arg(requester).arg(node);
         let taken: Option<String> = self.call(&invocation).await?;
-        Ok(taken.is_some())
+        Ok(taken.as_deref().and_then(SessionAt::read))
     }
 
     /// Whether this node's request from `requester` to `target` still waits.
@@ -198,10 +241,17 @@ impl Cluster {
         Ok(waiting == 1)
     }
 
-    /// Ends every request waiting for `code`; returns their requesters.
-    pub async fn end_pairings_to(&self, code: &Name) -> Result<Vec<String>, StoreError> {
+    /// Ends every request waiting for `code`; returns their requesters and the sessions that made them.
+    pub async fn end_pairings_to(
+        &self,
+        code: &Name,
+    ) -> Result<Vec<(String, SessionAt)>, StoreError> {
         let invocation = PAIRS_END.key(keys::pairing_requests(code.as_str()));
-        self.call(&invocation).await
+        let requests: Vec<String> = self.call(&invocation).await?;
+        Ok(requests
+            .chunks_exact(2)
+            .filter_map(|pair| Some((pair[0].clone(), SessionAt::read(&pair[1])?)))
+            .collect())
     }
 
     /// Records a web client's request to attach to `phone`, wherever it is, and pushes it the
@@ -210,6 +260,7 @@ impl Cluster {
         &self,
         phone: &Name,
         link: &PendingLink,
+        session: SessionId,
         now: Millis,
         expires: Millis,
         request: &ServerMessage,
@@ -219,38 +270,73 @@ impl Cluster {
             .key(keys::link_request(phone.as_str()))
             .arg(link.web_client.as_str())
             .arg(&self.node)
+            .arg(session)
             .arg(now)
             .arg(expires)
             .arg(link.web_client_key.as_str())
             .arg(serde_json::to_string(&link.device_name).expect("text serializes"))
             .arg(encode_delivery(Delivery::Push, phone.as_str(), request));
         self.add_dead_nodes(&mut invocation);
+        let holding = Holding::Link {
+            phone: phone.as_str(),
+            web_client: link.web_client.as_str(),
+        };
+        self.hold(&[holding]).await?;
         let recorded: i64 = self.call(&invocation).await?;
+        if recorded == 0 {
+            self.unhold(&[holding]).await?;
+        }
         Ok(recorded == 1)
     }
 
-    /// Takes the link request waiting for `phone` (made by `web_client`, if given).
+    /// Takes the link request waiting for `phone`: this node's web client's (a timer of its, or the web
+    /// client left), or, answered by the phone, anyone's.
     pub async fn take_link(
         &self,
         phone: &Name,
-        web_client: Option<&Name>,
-    ) -> Result<Option<PendingLink>, StoreError> {
-        let mut invocation = LINK_TAKE.key(keys::link_request(phone.as_str()));
-        invocation.arg(web_client.map_or("", Name::as_str));
+        own: Option<&Name>,
+    ) -> Result<Option<(PendingLink, SessionAt)>, StoreError> {
+        let Some(web_client) = own else {
+            return self.take_link_of(phone.as_str(), "").await;
+        };
+        let taken = self
+            .take_link_of(phone.as_str(), web_client.as_str())
+            .await?;
+        self.unhold(&[Holding::Link {
+            phone: phone.as_str(),
+            web_client: web_client.as_str(),
+        }])
+        .await?;
+        Ok(taken)
+    }
+
+    /// Takes the link request waiting for `phone` made by `web_client` (empty: any).
+    pub(super) async fn take_link_of(
+        &self,
+        phone: &str,
+        web_client: &str,
+    ) -> Result<Option<(PendingLink, SessionAt)>, StoreError> {
+        let mut invocation = LINK_TAKE.key(keys::link_request(phone));
+        invocation.arg(web_client);
         let taken: Option<String> = self.call(&invocation).await?;
         Ok(taken.as_deref().and_then(read_link))
     }
 }
 
-/// A link request as [`LINK_REQUEST`] stores it.
-fn read_link(stored: &str) -> Option<PendingLink> {
-    let mut parts = stored.splitn(5, ' ');
+/// A link request as [`LINK_REQUEST`] stores it, and the session that made it.
+fn read_link(stored: &str) -> Option<(PendingLink, SessionAt)> {
+    let mut parts = stored.splitn(6, ' ');
     let web_client = Name::try_from(parts.next()?).ok()?;
-    let key = PairingKey::try_from(parts.nth(2)?.to_owned()).ok()?;
+    let made_by = SessionAt {
+        node: parts.next()?.to_owned(),
+        session: parts.next()?.parse().ok()?,
+    };
+    let key = PairingKey::try_from(parts.nth(1)?.to_owned()).ok()?;
     let device_name = serde_json::from_str(parts.next()?).ok()?;
-    Some(PendingLink {
+    let link = PendingLink {
         web_client,
         web_client_key: key,
         device_name,
-    })
+    };
+    Some((link, made_by))
 }

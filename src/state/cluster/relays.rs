@@ -83,14 +83,14 @@ return 1
     )
 });
 
-/// KEYS: relays, open relays. ARGV: id, node, session.
+/// KEYS: relays, open relays. ARGV: id, node, session (empty: any of the node's).
 static UNREGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local record = redis.call('HGET', KEYS[1], ARGV[1])
 if not record then return 0 end
 local node, session = string.match(record, '^(%S+) (%S+) ')
-if node ~= ARGV[2] or session ~= ARGV[3] then return 0 end
+if node ~= ARGV[2] or (ARGV[3] ~= '' and session ~= ARGV[3]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
@@ -160,13 +160,23 @@ impl Cluster {
         session: SessionId,
         peer_id: &str,
     ) -> Result<(), StoreError> {
+        self.unlist_relay(peer_id, &self.node, Some(session)).await
+    }
+
+    /// Takes off the list the relay `peer_id` of `node` (of its `session`, if given).
+    pub(super) async fn unlist_relay(
+        &self,
+        peer_id: &str,
+        node: &str,
+        session: Option<SessionId>,
+    ) -> Result<(), StoreError> {
         let [relays, open] = keys::relays();
         let mut invocation = UNREGISTER.key(relays);
-        invocation
-            .key(open)
-            .arg(peer_id)
-            .arg(&self.node)
-            .arg(session);
+        invocation.key(open).arg(peer_id).arg(node).arg(
+            session
+                .map(|session| session.to_string())
+                .unwrap_or_default(),
+        );
         let _: i64 = self.call(&invocation).await?;
         Ok(())
     }

@@ -15,6 +15,7 @@ use futures_util::future::try_join_all;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use super::holdings::Holding;
 use super::{Cluster, StoreError, keys};
 use crate::clock::Millis;
 use crate::peer::{AddressGroup, SessionId};
@@ -126,15 +127,15 @@ return found
     ))
 });
 
-/// KEYS: entries, expiry of an hourly token. ARGV: peer, node, session. Removes the entry if the session
-/// made it.
+/// KEYS: entries, expiry of an hourly token. ARGV: peer, node, session (empty: any of the node's).
+/// Removes the entry if the session made it.
 static FORGET_HOURLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 if not entry then return 0 end
 local node, session = string.match(entry, '^(%S+) (%S+) ')
-if node ~= ARGV[2] or session ~= ARGV[3] then return 0 end
+if node ~= ARGV[2] or (ARGV[3] ~= '' and session ~= ARGV[3]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
@@ -272,6 +273,17 @@ impl Cluster {
                 invocation
             })
             .collect();
+        let address = registration.owner.address.to_string();
+        let holdings: Vec<_> = registration
+            .hourly_tokens
+            .iter()
+            .map(|token| Holding::Hourly {
+                token: token.as_str(),
+                peer: registration.peer_id.as_str(),
+                address: &address,
+            })
+            .collect();
+        self.hold(&holdings).await?;
         let (daily, hourly) = futures_util::try_join!(
             try_join_all(
                 daily
@@ -358,33 +370,52 @@ impl Cluster {
         address: AddressGroup,
         entries: &[(Name, Name)],
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let forgets: Vec<_> = entries
+        let address = address.to_string();
+        let session = session.to_string();
+        let forgets = entries.iter().map(|(peer_id, token)| {
+            self.forget_hourly_of(
+                &self.node,
+                Some(&session),
+                token.as_str(),
+                peer_id.as_str(),
+                &address,
+            )
+        });
+        try_join_all(forgets).await?;
+        let holdings: Vec<_> = entries
             .iter()
-            .map(|(peer_id, token)| {
-                let [entries, expiry] = keys::hourly(token.as_str());
-                let mut invocation = FORGET_HOURLY.key(entries);
-                invocation
-                    .key(expiry)
-                    .arg(peer_id.as_str())
-                    .arg(&self.node)
-                    .arg(session);
-                invocation
+            .map(|(peer_id, token)| Holding::Hourly {
+                token: token.as_str(),
+                peer: peer_id.as_str(),
+                address: &address,
             })
             .collect();
-        try_join_all(
-            forgets
-                .iter()
-                .map(|invocation| self.call::<i64>(invocation)),
-        )
-        .await?;
-        let mut refund = REFUND_BUDGET.key(keys::address_entries(address));
-        for (peer_id, token) in entries {
-            refund.arg(budget_member("h", token.as_str(), peer_id.as_str()));
+        self.unhold(&holdings).await
+    }
+
+    /// Removes the hourly entry of `peer` at `token` made by `node` (by its `session`, if given), and
+    /// gives its place back to the budget of `address`.
+    pub(super) async fn forget_hourly_of(
+        &self,
+        node: &str,
+        session: Option<&str>,
+        token: &str,
+        peer: &str,
+        address: &str,
+    ) -> Result<(), StoreError> {
+        let [entries, expiry] = keys::hourly(token);
+        let mut forget = FORGET_HOURLY.key(entries);
+        forget
+            .key(expiry)
+            .arg(peer)
+            .arg(node)
+            .arg(session.unwrap_or_default());
+        let forgotten: i64 = self.call(&forget).await?;
+        if forgotten == 1 {
+            let mut refund = REFUND_BUDGET.key(keys::address_entries(address));
+            refund.arg(budget_member("h", token, peer));
+            let _: i64 = self.call(&refund).await?;
         }
-        let _: i64 = self.call(&refund).await?;
         Ok(())
     }
 }
