@@ -659,3 +659,76 @@ async fn a_killed_node_frees_what_its_sessions_held_within_15_seconds_but_not_de
     .await;
     survivor.stop().await;
 }
+
+#[tokio::test]
+async fn redis_lost_answers_unavailable_and_redis_back_restores_every_live_session() {
+    let mut redis = RedisServer::start();
+    let (first, second) = (node(&redis).await, node(&redis).await);
+    let mut alice = first.connect().await;
+    register_code(&mut alice, "ALCE22", PUBLIC_KEY).await;
+    let hourly =
+        json!({"type": "register_rendezvous", "peerId": "ALCE22", "hourlyTokens": ["hour"]});
+    alice.request(hourly.clone()).await;
+    let mut relay = first.connect().await;
+    relay
+        .request(json!({"type": "register", "peerId": "relay-one", "maxConnections": 10}))
+        .await;
+    relay
+        .request(json!({"type": "update_load", "peerId": "relay-one", "connectedCount": 1}))
+        .await;
+    let mut bob = second.connect().await;
+    register_code(&mut bob, "BBBBB2", OTHER_KEY).await;
+
+    redis.kill();
+    let reply = alice.request(hourly.clone()).await;
+    assert_eq!(reply["type"], "error");
+    assert_eq!(reply["code"], "unavailable");
+    assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(first.health().await["status"], "degraded");
+    assert_eq!(first.health().await["cluster"]["redis"], "unreachable");
+
+    // Redis comes back empty: each node announces again what its live sessions hold (names first,
+    // then relays and hourly entries).
+    redis.restart();
+    let mut carol = second.connect().await;
+    eventually("alice's hourly entry is back", async || {
+        let reply = carol
+            .request(
+                json!({"type": "register_rendezvous", "peerId": "carol", "hourlyTokens": ["hour"]}),
+            )
+            .await;
+        reply["liveMatches"] == json!([{"peerId": "ALCE22", "relayId": "", "meetingPoint": "hour"}])
+    })
+    .await;
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "rendezvous_match", "match": {"peerId": "carol", "relayId": "", "meetingPoint": "hour"}})
+    );
+    let mut mallory = second.connect().await;
+    assert_eq!(
+        register_code(&mut mallory, "ALCE22", OTHER_KEY).await["type"],
+        "code_collision",
+        "alice's code is hers again"
+    );
+    assert_eq!(first.health().await["status"], "healthy");
+    let reply = carol
+        .request(json!({"type": "get_relays", "peerId": "carol"}))
+        .await;
+    assert_eq!(
+        reply["relays"],
+        json!([{"peerId": "relay-one", "publicKey": null, "capacity": 0.1}]),
+        "the relay is listed again, with its load"
+    );
+    eventually("deliveries cross nodes again", async || {
+        bob.send_json(&json!({"type": "offer", "target": "ALCE22", "payload": {"sdp": "o"}}))
+            .await;
+        bob.request(json!({"type": "ping"})).await;
+        matches!(
+            tokio::time::timeout(Duration::from_millis(200), alice.recv()).await,
+            Ok(message) if message["type"] == "offer"
+        )
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
+}

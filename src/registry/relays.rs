@@ -61,6 +61,17 @@ impl RelayRegistry {
         self.refresh_availability(peer_id.as_str());
     }
 
+    /// A registered relay's capacity, load and key.
+    pub fn listing(&self, peer_id: &str) -> Option<(u32, u32, Option<Arc<str>>)> {
+        self.relays.get(peer_id).map(|relay| {
+            (
+                relay.max_connections,
+                relay.connected_count,
+                relay.public_key.clone(),
+            )
+        })
+    }
+
     /// Sets a relay's load. Returns false when the peer is not registered.
     pub fn update_load(&mut self, peer_id: &str, connected_count: u32) -> bool {
         let Some(relay) = self.relays.get_mut(peer_id) else {

@@ -31,13 +31,12 @@ use crate::protocol::{Name, ServerMessage};
 use crate::push::{ForwardRefused, PushSender};
 use crate::registry::{PairingRegistry, RelayRegistry, RendezvousRegistry};
 use cluster::names::Delivery;
+use cluster::sessions::Ended;
 use cluster::{Cluster, StoreError};
 use owners::{NameOwners, Role};
-use tracing::{info, warn};
 
 pub use owners::Taken as NameTaken;
 pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
-use rendezvous::HourlyHeld;
 pub use rendezvous::{RendezvousRefused, RendezvousRegistration};
 
 /// Where pushes for a session go: its number and its queue.
@@ -123,6 +122,8 @@ struct Inner {
     cluster: Option<Cluster>,
     /// Pairing settings; in cluster mode the limits checked in Redis.
     pairing: PairingConfig,
+    /// Cluster mode: ended sessions whose holdings Redis could not be told to release yet.
+    unreleased: std::sync::Mutex<Vec<Ended>>,
 }
 
 /// The registries' sizes after the latest operation, readable without waiting for the state's thread.
@@ -152,6 +153,21 @@ struct Registries {
     /// runs the operation that released it (see [`ReleasedCode`]).
     clustered: bool,
     released_codes: Vec<ReleasedCode>,
+}
+
+/// The hourly entries a session made in the cluster, by (peer id, token), and the address whose budget
+/// they are counted in: what its end removes, and what is announced again if Redis lost it.
+#[derive(Debug)]
+struct HourlyHeld {
+    pub address: AddressGroup,
+    pub entries: HashMap<(Name, Name), HourlyEntry>,
+}
+
+#[derive(Clone, Debug)]
+struct HourlyEntry {
+    pub relay_id: Arc<str>,
+    pub key: Option<Arc<str>>,
+    pub expires: Millis,
 }
 
 /// A pairing code given up in cluster mode, with what must end in Redis with it.
@@ -256,6 +272,7 @@ impl SharedState {
             counts,
             cluster,
             pairing: pairing.clone(),
+            unreleased: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -415,110 +432,17 @@ impl SharedState {
             let state = self.clone();
             tokio::spawn(async move {
                 if let Ok((names, hourly, released_codes)) = names.await {
-                    state.release_in_cluster(session, names, hourly).await;
-                    state.end_in_cluster(released_codes).await;
+                    state
+                        .release_in_cluster(Ended {
+                            session,
+                            names,
+                            hourly,
+                            released_codes,
+                        })
+                        .await;
                 }
             });
         }
-    }
-
-    /// Gives up in Redis what an ended session held. When Redis cannot be reached, what the session
-    /// held there is not announced again when it comes back, and a dead node's holdings are reaped.
-    async fn release_in_cluster(
-        &self,
-        session: SessionId,
-        names: SessionNames,
-        hourly: Option<HourlyHeld>,
-    ) {
-        let Some(cluster) = self.cluster() else {
-            return;
-        };
-        let released = async {
-            if let Some(hourly) = hourly {
-                let entries: Vec<_> = hourly.entries.into_iter().collect();
-                cluster
-                    .forget_hourly(session, hourly.address, &entries)
-                    .await?;
-            }
-            if let Some(relay_id) = &names.relay_id
-                && names.relay_listed
-            {
-                cluster.unregister_relay(session, relay_id.as_str()).await?;
-            }
-            if let Some(relay_id) = &names.relay_id {
-                cluster
-                    .release(relay_id.as_str(), session, Role::RelayId, 0)
-                    .await?;
-            }
-            if let Some(code) = &names.pairing_code {
-                cluster
-                    .release(
-                        code.as_str(),
-                        session,
-                        Role::PairingCode,
-                        self.0.pairing.code_reservation(),
-                    )
-                    .await?;
-            }
-            Ok::<_, StoreError>(())
-        };
-        if let Err(err) = released.await {
-            tracing::debug!(error = %err, "an ended session's names stay in redis until it is back");
-        }
-    }
-
-    /// Claims again in Redis every name this node's sessions hold, after Redis lost them (it restarted
-    /// without its data) or gave this node up for dead. A name someone else took meanwhile stays theirs,
-    /// and the session that held it here is closed, so that its client comes back with a new one.
-    async fn announce_again(&self, cluster: &Cluster) {
-        let Ok(held) = self
-            .run(|registries, _| {
-                registries
-                    .held
-                    .iter()
-                    .map(|(&session, names)| {
-                        let key = names
-                            .pairing_code
-                            .as_ref()
-                            .and_then(|code| registries.owners.code_key(code.as_str()).cloned());
-                        (session, names.clone(), key)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-        else {
-            return;
-        };
-        let mut lost = Vec::new();
-        for (session, names, key) in held {
-            let claims = [
-                (names.pairing_code.as_ref(), Role::PairingCode, key.as_ref()),
-                (names.relay_id.as_ref(), Role::RelayId, None),
-            ];
-            for (name, role, key) in claims {
-                let Some(name) = name else { continue };
-                match cluster.claim(name.as_str(), session, role, key).await {
-                    Ok(true) => {}
-                    Ok(false) => lost.push(session),
-                    Err(err) => {
-                        warn!(error = %err, "announcing this node's names again failed; retrying at the next heartbeat");
-                        return;
-                    }
-                }
-            }
-        }
-        if !lost.is_empty() {
-            warn!(
-                sessions = lost.len(),
-                "names taken by other nodes meanwhile; closing their sessions here"
-            );
-            self.tell(move |registries, _| {
-                for session in lost {
-                    registries.close(session);
-                }
-            });
-        }
-        info!("announced this node's names again");
     }
 
     /// The sizes of the registries after the latest operation.
@@ -610,7 +534,7 @@ impl Registries {
                 .map(|held| {
                     let entries: Vec<_> = held
                         .entries
-                        .iter()
+                        .keys()
                         .filter(|(peer_id, _)| peer_id == code)
                         .cloned()
                         .collect();

@@ -2,8 +2,8 @@
 //! another that waits, with a timer, for the other side's answer; both need the two codes live with their
 //! keys, and both tell each side what happened by pushes.
 
-use super::cluster::Cluster;
 use super::cluster::pairing::PairRequest;
+use super::cluster::{Cluster, StoreError};
 use super::{Answer, Recipient, Registries, ReleasedCode, SharedState, StateFailed};
 use crate::clock::Millis;
 use crate::peer::AddressGroup;
@@ -375,17 +375,17 @@ impl SharedState {
             return;
         };
         for code in released {
-            if let Err(err) = self.end_code_in_cluster(cluster, code).await {
+            if let Err(err) = self.end_code_in_cluster(cluster, &code).await {
                 tracing::debug!(error = ?err, "a released code's requests stay in redis until they expire");
             }
         }
     }
 
-    async fn end_code_in_cluster(
+    pub(super) async fn end_code_in_cluster(
         &self,
         cluster: &Cluster,
-        released: ReleasedCode,
-    ) -> Result<(), StateFailed> {
+        released: &ReleasedCode,
+    ) -> Result<(), StoreError> {
         let ReleasedCode {
             session,
             code,
@@ -393,18 +393,18 @@ impl SharedState {
             phones,
             hourly,
         } = released;
-        for target in &targets {
-            cluster.take_pairing(&code, target, true).await?;
+        for target in targets {
+            cluster.take_pairing(code, target, true).await?;
         }
         for phone in phones {
-            if cluster.take_link(&phone, Some(&code)).await?.is_some() {
+            if cluster.take_link(phone, Some(code)).await?.is_some() {
                 let timeout = ServerMessage::LinkTimeout {
                     link_code: phone.clone(),
                 };
                 cluster.push_to_code(phone.as_str(), &timeout).await?;
             }
         }
-        for (requester, made_by) in cluster.end_pairings_to(&code).await? {
+        for (requester, made_by) in cluster.end_pairings_to(code).await? {
             let timeout = ServerMessage::PairTimeout {
                 peer_code: code.clone(),
             };
@@ -412,7 +412,7 @@ impl SharedState {
                 .push_to_session(&requester, &made_by, &timeout)
                 .await?;
         }
-        if let Some((link, made_by)) = cluster.take_link(&code, None).await? {
+        if let Some((link, made_by)) = cluster.take_link(code, None).await? {
             let timeout = ServerMessage::LinkTimeout {
                 link_code: code.clone(),
             };
@@ -421,7 +421,7 @@ impl SharedState {
                 .await?;
         }
         if let Some((address, entries)) = hourly {
-            cluster.forget_hourly(session, address, &entries).await?;
+            cluster.forget_hourly(*session, *address, entries).await?;
         }
         Ok(())
     }

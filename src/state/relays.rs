@@ -38,6 +38,13 @@ impl SharedState {
                     count,
                 )
                 .await?;
+            // Kept here too, to be listed again if Redis loses it.
+            let peer_id = peer_id.clone();
+            self.tell(move |registries, _| {
+                registries
+                    .relays
+                    .register(peer_id, max_connections, public_key);
+            });
             return Ok(Ok(relays));
         }
         let (session, peer_id) = (session.clone(), peer_id.clone());
@@ -86,9 +93,9 @@ impl SharedState {
         connected_count: u32,
     ) -> Result<(), StateFailed> {
         if let Some(cluster) = self.cluster() {
-            return Ok(cluster
+            cluster
                 .update_load(session.id, peer_id, connected_count)
-                .await?);
+                .await?;
         }
         let peer_id = peer_id.clone();
         self.run(move |registries, _| {

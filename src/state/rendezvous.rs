@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use futures_util::future::try_join_all;
 
 use super::cluster::Cluster;
 use super::cluster::rendezvous::{ClusterRegistration, EntryOwner};
 use super::owners::Role;
-use super::{Recipient, Registries, SharedState, StateFailed};
+use super::{HourlyEntry, HourlyHeld, Recipient, Registries, SharedState, StateFailed};
 use crate::clock::Millis;
-use crate::peer::AddressGroup;
 use crate::protocol::message::LiveMatch;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::rendezvous::{Owner, Refused};
@@ -28,14 +27,6 @@ pub enum RendezvousRefused {
     NoRoom(#[from] Refused),
     #[error("the peer id is held by another session")]
     PeerIdTaken,
-}
-
-/// The hourly entries a session made in the cluster: (peer id, token) pairs, and the address whose
-/// budget they were counted in.
-#[derive(Debug)]
-pub(super) struct HourlyHeld {
-    pub address: AddressGroup,
-    pub entries: HashSet<(Name, Name)>,
 }
 
 /// One peer's registration, as it travels to the state's thread.
@@ -113,6 +104,7 @@ impl SharedState {
         let key = self
             .run(move |registries, _| registries.owner_key(&name))
             .await?;
+        let owner_key = key.clone();
         let now = self.clock().now();
         let registered = cluster
             .register_rendezvous(
@@ -124,7 +116,7 @@ impl SharedState {
                     hourly_tokens: &registration.hourly_tokens,
                     owner: EntryOwner {
                         session: session.id,
-                        key: key.as_deref(),
+                        key: owner_key.as_deref(),
                         address: session.address,
                     },
                 },
@@ -133,7 +125,12 @@ impl SharedState {
         let Ok((found, nodes)) = registered else {
             return Ok(Err(RendezvousRefused::NoRoom(Refused::AddressFull)));
         };
-        self.hold_hourly(session, peer_id, &registration.hourly_tokens);
+        let entry = HourlyEntry {
+            relay_id: registration.relay_id.clone(),
+            key,
+            expires: now.saturating_add(cluster.hourly_ttl()),
+        };
+        self.hold_hourly(session, peer_id, &registration.hourly_tokens, entry);
         let pushes = found
             .live_matches
             .iter()
@@ -153,23 +150,30 @@ impl SharedState {
     }
 
     /// Records the hourly tokens a session registered in the cluster, so that its end removes them.
-    fn hold_hourly(&self, session: &Recipient, peer_id: &Name, tokens: &[Name]) {
+    fn hold_hourly(
+        &self,
+        session: &Recipient,
+        peer_id: &Name,
+        tokens: &[Name],
+        entry: HourlyEntry,
+    ) {
         if tokens.is_empty() {
             return;
         }
         let (session, address) = (session.id, session.address);
         let entries: Vec<_> = tokens
             .iter()
-            .map(|token| (peer_id.clone(), token.clone()))
+            .map(|token| ((peer_id.clone(), token.clone()), entry.clone()))
             .collect();
-        self.tell(move |registries, _| {
+        self.tell(move |registries, now| {
             let held = registries
                 .hourly_in_cluster
                 .entry(session)
                 .or_insert_with(|| HourlyHeld {
                     address,
-                    entries: HashSet::new(),
+                    entries: HashMap::new(),
                 });
+            held.entries.retain(|_, entry| now < entry.expires);
             held.entries.extend(entries);
         });
     }

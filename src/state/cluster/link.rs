@@ -191,21 +191,35 @@ impl Link {
                 break;
             }
         }
-        let mut wait = FIRST_RETRY;
+        let mut retry = Backoff::new();
         loop {
-            tokio::time::sleep(jittered(wait)).await;
+            retry.wait().await;
             match self.open().await {
                 Ok(connection) => {
                     self.restore(connection);
                     info!("redis is reachable again");
                     return;
                 }
-                Err(err) => {
-                    tracing::debug!(error = %err, "redis still unreachable");
-                    wait = (wait * 2).min(LAST_RETRY);
-                }
+                Err(err) => tracing::debug!(error = %err, "redis still unreachable"),
             }
         }
+    }
+}
+
+/// Waits between attempts that double from the first to the last, with jitter, so that nodes do not
+/// retry in step.
+pub(super) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Self { next: FIRST_RETRY }
+    }
+
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(jittered(self.next)).await;
+        self.next = (self.next * 2).min(LAST_RETRY);
     }
 }
 

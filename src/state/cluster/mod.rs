@@ -12,7 +12,9 @@ pub mod names;
 pub mod pairing;
 mod relays;
 pub mod rendezvous;
+pub(super) mod sessions;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,8 +24,8 @@ use tracing::{info, warn};
 
 use crate::config::RendezvousConfig;
 use crate::protocol::ServerMessage;
-use link::Link;
 pub use link::StoreError;
+use link::{Backoff, Link};
 
 /// How often a node says it lives, and reads which nodes died.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -39,6 +41,14 @@ pub struct Cluster {
     /// Nodes announced but no longer alive, whose records count as free until they are reaped.
     dead: RwLock<Arc<[String]>>,
     rendezvous: RendezvousConfig,
+    /// Set when Redis lost what this node's sessions hold; cleared once it is all announced again.
+    announce_needed: AtomicBool,
+    /// Whether this node's channel of deliveries is subscribed.
+    subscribed: AtomicBool,
+    /// The subscription made at start, until deliveries are received on it.
+    subscription: std::sync::Mutex<Option<redis::aio::PubSub>>,
+    /// Heartbeats run one at a time (on a timer, after reconnection, after resubscription).
+    beating: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -57,12 +67,18 @@ impl Cluster {
     ) -> Result<Self, redis::RedisError> {
         let link = Link::connect(url).await?;
         let node = format!("{:016x}", rand::random::<u64>());
+        let mut pubsub = link.client().get_async_pubsub().await?;
+        pubsub.subscribe(keys::node_channel(&node)).await?;
         info!(node = %node, redis_cluster = link.is_cluster(), "joined the cluster");
         Ok(Self {
             link,
             node,
             dead: RwLock::new(Arc::from([])),
             rendezvous: rendezvous.clone(),
+            announce_needed: AtomicBool::new(false),
+            subscribed: AtomicBool::new(true),
+            subscription: std::sync::Mutex::new(Some(pubsub)),
+            beating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -70,9 +86,9 @@ impl Cluster {
         &self.node
     }
 
-    /// Whether Redis can be reached now.
+    /// Whether Redis can be reached now, and deliveries to this node arrive.
     pub fn is_available(&self) -> bool {
-        self.link.is_available()
+        self.link.is_available() && self.subscribed.load(Ordering::Acquire)
     }
 
     /// Passes the nodes known dead to a script, as its last arguments.
@@ -183,9 +199,7 @@ impl super::SharedState {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if cluster.is_available() {
-                self.beat(cluster).await;
-            }
+            self.beat(cluster).await;
         }
     }
 
@@ -196,13 +210,31 @@ impl super::SharedState {
         }
     }
 
-    /// One heartbeat; when the cluster had given this node up (or Redis lost its data), what this
-    /// node's sessions hold is announced again.
+    /// One heartbeat, while both Redis and this node's deliveries are up (announcing names whose
+    /// deliveries would be lost helps no one). When the cluster had given this node up, or Redis lost its
+    /// data, what this node's sessions hold is announced again; sessions that ended meanwhile are
+    /// released; dead nodes are reaped.
     async fn beat(&self, cluster: &Cluster) {
+        let _one_at_a_time = cluster.beating.lock().await;
+        if !cluster.is_available() {
+            return;
+        }
         match cluster.heartbeat().await {
-            Ok(true) => self.announce_again(cluster).await,
+            Ok(true) => cluster.announce_needed.store(true, Ordering::Release),
             Ok(false) => {}
-            Err(err) => warn!(error = %err, "cluster heartbeat failed"),
+            Err(err) => {
+                warn!(error = %err, "cluster heartbeat failed");
+                return;
+            }
+        }
+        self.release_unreleased().await;
+        if cluster.announce_needed.load(Ordering::Acquire) {
+            match self.announce_again(cluster).await {
+                Ok(()) => cluster.announce_needed.store(false, Ordering::Release),
+                Err(err) => {
+                    warn!(error = %err, "announcing this node's holdings again failed; trying again at the next heartbeat")
+                }
+            }
         }
         let dead = cluster.dead.read().expect("not poisoned").clone();
         for node in dead.iter() {
@@ -212,17 +244,26 @@ impl super::SharedState {
         }
     }
 
-    /// Delivers what other nodes send this node's sessions, resubscribing after Redis was lost.
+    /// Delivers what other nodes send this node's sessions, subscribing again (with backoff) whenever
+    /// the subscription is lost, and beating at once when it is back.
     async fn receive_deliveries(&self, cluster: &Cluster) {
         let channel = keys::node_channel(&cluster.node);
+        let mut retry = Backoff::new();
         loop {
+            let at_start = cluster.subscription.lock().expect("not poisoned").take();
             let subscribed = async {
+                if let Some(pubsub) = at_start {
+                    return Ok(pubsub);
+                }
                 let mut pubsub = cluster.link.client().get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             match subscribed.await {
                 Ok(mut pubsub) => {
+                    retry = Backoff::new();
+                    cluster.subscribed.store(true, Ordering::Release);
+                    self.beat(cluster).await;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         match names::decode_delivery(message.get_payload_bytes()) {
@@ -232,13 +273,14 @@ impl super::SharedState {
                             None => warn!("an unreadable delivery from the cluster was dropped"),
                         }
                     }
-                    cluster.link.mark_broken();
+                    cluster.subscribed.store(false, Ordering::Release);
+                    warn!("this node's deliveries were cut off; subscribing again");
                 }
                 Err(err) => {
                     tracing::debug!(error = %err, "cannot subscribe to this node's deliveries yet")
                 }
             }
-            tokio::time::sleep(HEARTBEAT / 4).await;
+            retry.wait().await;
         }
     }
 }

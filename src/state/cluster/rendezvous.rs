@@ -336,6 +336,61 @@ impl Cluster {
         Ok(Ok((found, nodes)))
     }
 
+    pub fn hourly_ttl(&self) -> Millis {
+        self.rendezvous.hourly_ttl()
+    }
+
+    /// Stores again an hourly entry a live session made, after Redis lost it; it expires when it
+    /// would have.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn restore_hourly(
+        &self,
+        now: Millis,
+        session: SessionId,
+        address: AddressGroup,
+        peer_id: &Name,
+        token: &Name,
+        relay_id: &Arc<str>,
+        key: Option<&str>,
+        expires: Millis,
+    ) -> Result<(), StoreError> {
+        let address_text = address.to_string();
+        self.hold(&[Holding::Hourly {
+            token: token.as_str(),
+            peer: peer_id.as_str(),
+            address: &address_text,
+        }])
+        .await?;
+        let mut budget = SPEND_BUDGET.key(keys::address_entries(address));
+        budget
+            .arg(now)
+            .arg(self.rendezvous.max_rendezvous_entries_per_ip)
+            .arg(budget_member("h", token.as_str(), peer_id.as_str()))
+            .arg(expires);
+        let _: i64 = self.call(&budget).await?;
+        let value = serde_json::to_string(&EntryValue {
+            relay_id: relay_id.clone(),
+            dead_drop: None,
+        })
+        .expect("entries serialize");
+        let [entries, expiry] = keys::hourly(token.as_str());
+        let mut store = HOURLY.key(entries);
+        store
+            .key(expiry)
+            .arg(now)
+            .arg(expires)
+            .arg(peer_id.as_str())
+            .arg(&self.node)
+            .arg(session)
+            .arg(key.unwrap_or("-"))
+            .arg(value)
+            .arg(0)
+            .arg(self.rendezvous.max_peers_per_point);
+        self.add_dead_nodes(&mut store);
+        let _: Vec<String> = self.call(&store).await?;
+        Ok(())
+    }
+
     /// Spends the address's budget for the entries a registration would make.
     async fn spend_budget(
         &self,
