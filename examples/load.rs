@@ -6,10 +6,17 @@
 //!     cargo run --release --example load -- --transport quic --addr 127.0.0.1:8080 \
 //!         --quic-addr 127.0.0.1:4433 --sessions 1000 --requests 200
 //!
-//! Every session runs a closed loop (send, wait for the reply, repeat). With `--server-pid` it also
-//! reports the server's resident memory per connected session and its CPU time per request, read from
-//! /proc: on a 2-core machine the load generator competes with the server for CPU, so CPU time per
-//! request compares runs better than requests per second.
+//! Every session runs a closed loop (send, wait for the reply, repeat). With `--server-pid` (once per
+//! server process) it also reports the servers' resident memory per connected session and their CPU
+//! time per request, read from /proc: on a 2-core machine the load generator competes with the server
+//! for CPU, so CPU time per request compares runs better than requests per second.
+//!
+//! With `--peer-addr`, every other session connects to that second node of a cluster instead, so that
+//! partners (sessions 2k and 2k+1) are on different nodes. The `signal` workload measures deliveries:
+//! session 2k sends `offer` to its partner's pairing code and the time runs until the partner has it.
+//!
+//!     cargo run --release --example load -- --addr 127.0.0.1:8080 --peer-addr 127.0.0.1:8081 \
+//!         --server-pid <PID1> --server-pid <PID2> --sessions 200 --requests 200 --workload signal
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,9 +52,12 @@ struct Args {
     workload: Workload,
     #[arg(long, value_enum, default_value_t = WireEncoding::Json)]
     encoding: WireEncoding,
-    /// The server's process id, to read its memory and CPU time.
+    /// Another node of the same cluster (WebSocket): every other session connects there.
     #[arg(long)]
-    server_pid: Option<u32>,
+    peer_addr: Option<String>,
+    /// A server process id, to read its memory and CPU time; once per node.
+    #[arg(long)]
+    server_pid: Vec<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -66,6 +76,8 @@ enum Workload {
     Rendezvous,
     /// `get_relays` for 10 relays.
     Relays,
+    /// `offer` from session 2k to session 2k+1 by pairing code, timed until the partner receives it.
+    Signal,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,6 +155,22 @@ impl Link {
         }
     }
 
+    /// Sends a message that has no reply (WebSocket only).
+    async fn send(&mut self, message: &Value) {
+        let Self::WebSocket(ws, encoding) = self else {
+            panic!("the signal workload runs on WebSocket")
+        };
+        ws.send(encode(message, *encoding)).await.expect("send");
+    }
+
+    /// The next push (WebSocket only).
+    async fn next_push(&mut self) -> Value {
+        let Self::WebSocket(ws, _) = self else {
+            panic!("the signal workload runs on WebSocket")
+        };
+        decode(ws.next().await.expect("open").expect("frame"))
+    }
+
     async fn round_trip(&mut self, request: &Value) -> Value {
         match self {
             Self::WebSocket(ws, encoding) => {
@@ -210,9 +238,19 @@ async fn quic_client(http_addr: &str) -> quinn::Endpoint {
     endpoint
 }
 
+/// Session `session`'s pairing code: its number in the code alphabet.
+fn pairing_code(session: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..6)
+        .map(|digit| ALPHABET[(session >> (5 * digit)) % 32] as char)
+        .collect()
+}
+
 fn request(workload: Workload, session: usize, n: usize) -> Value {
     let me = format!("load-{session}");
     match workload {
+        Workload::Signal => json!({"type": "offer", "target": pairing_code(session + 1),
+                                   "payload": {"sdp": "v=0", "n": n}}),
         Workload::Ping => json!({"type": "ping", "requestId": n}),
         Workload::Relays => {
             json!({"type": "get_relays", "peerId": me, "count": 10, "requestId": n})
@@ -231,7 +269,20 @@ fn request(workload: Workload, session: usize, n: usize) -> Value {
 }
 
 /// Resident memory (KiB) and CPU time (clock ticks) of a process, from /proc.
-fn process_usage(pid: u32) -> (u64, u64) {
+fn process_usage(pids: &[u32]) -> Option<(u64, u64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let (mut rss, mut ticks) = (0, 0);
+    for &pid in pids {
+        let (one_rss, one_ticks) = one_process_usage(pid);
+        rss += one_rss;
+        ticks += one_ticks;
+    }
+    Some((rss, ticks))
+}
+
+fn one_process_usage(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let rss = status
         .lines()
@@ -254,7 +305,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let usage = || args.server_pid.map(process_usage);
+    let usage = || process_usage(&args.server_pid);
     let before_connect = usage();
 
     let quic_endpoint = match args.transport {
@@ -264,14 +315,31 @@ async fn main() {
     let handshakes = Arc::new(Semaphore::new(128));
     let connected = Arc::new(Barrier::new(args.sessions + 1));
     let start_line = Arc::new(Barrier::new(args.sessions + 1));
+    let signal = matches!(args.workload, Workload::Signal);
+    assert!(
+        !signal || args.sessions % 2 == 0,
+        "the signal workload runs sessions in pairs"
+    );
+    let (partners_tx, partners_rx): (Vec<_>, Vec<_>) = (0..args.sessions / 2)
+        .map(|_| tokio::sync::oneshot::channel::<Link>())
+        .unzip();
+    let mut partners_tx: Vec<_> = partners_tx.into_iter().map(Some).collect();
+    let mut partners_rx: Vec<_> = partners_rx.into_iter().map(Some).collect();
     let mut tasks = Vec::with_capacity(args.sessions);
     for session in 0..args.sessions {
-        let (addr, workload, encoding, requests) = (
-            args.addr.clone(),
-            args.workload,
-            args.encoding,
-            args.requests as usize,
-        );
+        let addr = match &args.peer_addr {
+            Some(peer_addr) if session % 2 == 1 => peer_addr.clone(),
+            _ => args.addr.clone(),
+        };
+        let (workload, encoding, requests) = (args.workload, args.encoding, args.requests as usize);
+        // In the signal workload, a pair is timed by its first session, which gets its partner's link.
+        let partner = signal.then(|| {
+            if session % 2 == 0 {
+                Err(partners_rx[session / 2].take().expect("one per pair"))
+            } else {
+                Ok(partners_tx[session / 2].take().expect("one per pair"))
+            }
+        });
         let (handshakes, connected, start_line) =
             (handshakes.clone(), connected.clone(), start_line.clone());
         let quic = quic_endpoint.clone();
@@ -283,10 +351,30 @@ async fn main() {
                 None => Link::websocket(&addr, encoding).await,
             };
             drop(permit);
-            if matches!(workload, Workload::Relays) {
-                let register = json!({"type": "register", "peerId": format!("load-{session}"),
-                                      "maxConnections": 100, "requestId": 0});
-                link.round_trip(&register).await;
+            match workload {
+                Workload::Relays => {
+                    let register = json!({"type": "register", "peerId": format!("load-{session}"),
+                                          "maxConnections": 100, "requestId": 0});
+                    link.round_trip(&register).await;
+                }
+                Workload::Signal => {
+                    let register = json!({"type": "register", "pairingCode": pairing_code(session),
+                                          "publicKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                                          "requestId": 0});
+                    link.round_trip(&register).await;
+                }
+                Workload::Ping | Workload::Rendezvous => {}
+            }
+            let mut partner_link = None;
+            match partner {
+                Some(Ok(give)) => {
+                    let _ = give.send(link);
+                    connected.wait().await;
+                    start_line.wait().await;
+                    return Vec::new();
+                }
+                Some(Err(take)) => partner_link = Some(take.await.expect("the partner connects")),
+                None => {}
             }
             connected.wait().await;
             start_line.wait().await;
@@ -294,11 +382,23 @@ async fn main() {
             for n in 1..=requests {
                 let message = request(workload, session, n);
                 let sent = Instant::now();
-                let reply = link.round_trip(&message).await;
+                match &mut partner_link {
+                    Some(partner) => {
+                        link.send(&message).await;
+                        let pushed = partner.next_push().await;
+                        assert_eq!(pushed["payload"]["n"], n, "{pushed}");
+                    }
+                    None => {
+                        let reply = link.round_trip(&message).await;
+                        assert_ne!(reply["type"], "error", "{reply}");
+                    }
+                }
                 latencies.push(sent.elapsed());
-                assert_ne!(reply["type"], "error", "{reply}");
             }
             link.close().await;
+            if let Some(partner) = partner_link {
+                partner.close().await;
+            }
             latencies
         }));
     }

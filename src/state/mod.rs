@@ -356,6 +356,13 @@ impl SharedState {
                 self.end_in_cluster(released).await;
                 Ok(Ok(()))
             }
+            (Some(cluster), Err(NameTaken)) => {
+                // Redis gave the name; this node's record did not: it is not the session's anywhere.
+                cluster
+                    .release(code.as_str(), session.id, Role::PairingCode, 0)
+                    .await?;
+                Ok(Err(NameTaken))
+            }
             (_, bound) => Ok(bound.map(|_| ())),
         }
     }
