@@ -7,17 +7,24 @@
 //! entries are durable. A registration is answered only after that, so many concurrent registrations
 //! share one flush, and no runtime thread ever waits for the disk.
 //!
+//! Entries are keyed by their expiry first: a new entry always expires last, so every write lands at
+//! the end of the tree and a commit rewrites a few pages, not one per entry (points are random hashes,
+//! and keyed by point each entry would dirty a page of its own). The entry an entry replaces is
+//! deleted with it (usually near the end too: clients renew their points); expired entries are deleted
+//! from the front. At start the newest entry per point and peer is the one that counts.
+//!
 //! The engine is redb: pure Rust (no C toolchain, quick to build), crash-safe by design (copy-on-write
 //! B-trees with checksummed commits, no recovery log to replay), ACID transactions, and one file.
 //! SQLite would do as well but brings a C build; fjall's LSM tree is built for write volumes far past
 //! what dead drops need.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -28,12 +35,14 @@ use crate::peer::AddressGroup;
 use crate::protocol::Name;
 use crate::registry::rendezvous::{DailyChange, DailyEntry};
 
-/// (point, peer id) → the entry, encoded as CBOR.
-const DAILY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("daily");
+/// (expiry, point, peer id) → the entry, encoded as CBOR.
+const DAILY: TableDefinition<(Millis, &str, &str), &[u8]> = TableDefinition::new("daily");
 /// The file in the data directory.
 const FILE_NAME: &str = "daily.redb";
 /// Jobs written in one transaction at most, so that a flood of changes still commits regularly.
 const MAX_JOBS_PER_COMMIT: usize = 4096;
+/// Expired entries deleted in one commit at most, so that a commit stays short.
+const MAX_EXPIRED_PER_COMMIT: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 #[error("daily store {path}: {source}")]
@@ -53,10 +62,15 @@ pub struct DailyStore {
     jobs: mpsc::Sender<Job>,
 }
 
-/// Changes to write, and whom to tell once they are durable.
-struct Job {
-    changes: Vec<DailyChange>,
-    written: Option<oneshot::Sender<Result<(), NotWritten>>>,
+/// What the writer thread is asked to do.
+enum Job {
+    /// Write changes, and tell who waits once they are durable.
+    Write {
+        changes: Vec<DailyChange>,
+        written: oneshot::Sender<Result<(), NotWritten>>,
+    },
+    /// Delete the entries that expired by then.
+    Expire(Millis),
 }
 
 /// A store just opened: the handle, what it kept, and a signal for when its file is closed.
@@ -112,24 +126,15 @@ impl DailyStore {
             return Written(None);
         }
         let (written, answer) = oneshot::channel();
-        let sent = self.jobs.send(Job {
-            changes,
-            written: Some(written),
-        });
         // A closed queue drops the job and its sender, which the answer reports as not written.
-        drop(sent);
+        let _ = self.jobs.send(Job::Write { changes, written });
         Written(Some(answer))
     }
 
-    /// Queues `changes` for the next commit, telling no one (removals of expired entries: the store
-    /// skips expired entries when it opens, so losing these loses nothing).
-    pub fn write_later(&self, changes: Vec<DailyChange>) {
-        if !changes.is_empty() {
-            let _ = self.jobs.send(Job {
-                changes,
-                written: None,
-            });
-        }
+    /// Deletes, with the next commit, the entries that expired by `now` (the store skips expired
+    /// entries when it opens, so this only reclaims space).
+    pub fn expire(&self, now: Millis) {
+        let _ = self.jobs.send(Job::Expire(now));
     }
 }
 
@@ -147,32 +152,31 @@ impl Written {
     }
 }
 
-/// Reads every live entry and deletes the expired and unreadable ones.
+/// Deletes what expired by `now`, then reads the newest entry of each point and peer.
 fn restore(database: &Database, now: Millis) -> Result<Vec<Restored>, redb::Error> {
     let transaction = database.begin_write()?;
-    let mut restored = Vec::new();
+    let mut newest = HashMap::new();
     {
         let mut table = transaction.open_table(DAILY)?;
-        let mut dropped = 0usize;
-        table.retain(
-            |(point, peer_id), bytes| match decode(point, peer_id, bytes) {
-                Some(entry) if now < entry.entry.expires => {
-                    restored.push(entry);
-                    true
+        while delete_expired(&mut table, now, MAX_EXPIRED_PER_COMMIT)? == MAX_EXPIRED_PER_COMMIT {}
+        let mut unreadable = 0usize;
+        for item in table.iter()? {
+            let (key, bytes) = item?;
+            let (expires, point, peer_id) = key.value();
+            match decode(expires, point, peer_id, bytes.value()) {
+                // Keys run by expiry: a later version of the same entry comes later.
+                Some(restored) => {
+                    newest.insert((point.to_owned(), peer_id.to_owned()), restored);
                 }
-                Some(_) => false,
-                None => {
-                    dropped += 1;
-                    false
-                }
-            },
-        )?;
-        if dropped > 0 {
-            warn!(dropped, "daily store: unreadable entries deleted");
+                None => unreadable += 1,
+            }
+        }
+        if unreadable > 0 {
+            warn!(unreadable, "daily store: unreadable entries skipped");
         }
     }
     transaction.commit()?;
-    Ok(restored)
+    Ok(newest.into_values().collect())
 }
 
 /// The writer thread: commits every job waiting, in order, then answers them.
@@ -195,7 +199,7 @@ fn write_jobs(database: &Database, queue: &mpsc::Receiver<Job>, path: &Path) {
         }
         failing = result.is_err();
         for job in jobs {
-            if let Some(written) = job.written {
+            if let Job::Write { written, .. } = job {
                 let _ = written.send(result.as_ref().map_err(|_| NotWritten).copied());
             }
         }
@@ -206,17 +210,21 @@ fn commit(database: &Database, jobs: &[Job]) -> Result<(), redb::Error> {
     let transaction = database.begin_write()?;
     {
         let mut table = transaction.open_table(DAILY)?;
-        for change in jobs.iter().flat_map(|job| &job.changes) {
-            match change {
-                DailyChange::Stored {
-                    point,
-                    peer_id,
-                    entry,
-                } => {
-                    table.insert((point.as_str(), peer_id.as_str()), encode(entry).as_slice())?;
+        for job in jobs {
+            match job {
+                Job::Write { changes, .. } => {
+                    for change in changes {
+                        let (point, peer_id) = (change.point.as_str(), change.peer_id.as_str());
+                        // First, since the two may have the same key (a renewal in the same ms).
+                        if let Some(replaced) = change.replaces {
+                            table.remove((replaced, point, peer_id))?;
+                        }
+                        let key = (change.entry.expires, point, peer_id);
+                        table.insert(key, encode(&change.entry).as_slice())?;
+                    }
                 }
-                DailyChange::Removed { point, peer_id } => {
-                    table.remove((point.as_str(), peer_id.as_str()))?;
+                Job::Expire(now) => {
+                    delete_expired(&mut table, *now, MAX_EXPIRED_PER_COMMIT)?;
                 }
             }
         }
@@ -225,12 +233,30 @@ fn commit(database: &Database, jobs: &[Job]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// An entry as the file holds it: written from borrowed text, read into owned.
+/// Deletes up to `most` entries that expired by `now`, from the front; returns how many.
+fn delete_expired(
+    table: &mut Table<(Millis, &str, &str), &[u8]>,
+    now: Millis,
+    most: usize,
+) -> Result<usize, redb::Error> {
+    let mut deleted = 0;
+    while deleted < most {
+        let expired = table.first()?.is_some_and(|(key, _)| key.value().0 <= now);
+        if !expired {
+            break;
+        }
+        table.pop_first()?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// An entry as the file holds it (its expiry is in its key): written from borrowed text, read into
+/// owned.
 #[derive(Serialize, Deserialize)]
 struct Record<Text> {
     relay_id: Text,
     dead_drop: Option<Text>,
-    expires: Millis,
     key: Option<Text>,
     address: RecordAddress,
 }
@@ -245,7 +271,6 @@ fn encode(entry: &DailyEntry) -> Vec<u8> {
     let record = Record {
         relay_id: &*entry.relay_id,
         dead_drop: entry.dead_drop.as_deref(),
-        expires: entry.expires,
         key: entry.key.as_deref(),
         address: match entry.address {
             AddressGroup::V4(v4) => RecordAddress::V4(v4.to_bits()),
@@ -257,7 +282,7 @@ fn encode(entry: &DailyEntry) -> Vec<u8> {
     bytes
 }
 
-fn decode(point: &str, peer_id: &str, bytes: &[u8]) -> Option<Restored> {
+fn decode(expires: Millis, point: &str, peer_id: &str, bytes: &[u8]) -> Option<Restored> {
     let record: Record<String> = ciborium::from_reader(bytes).ok()?;
     Some(Restored {
         point: Name::try_from(point).ok()?,
@@ -265,7 +290,7 @@ fn decode(point: &str, peer_id: &str, bytes: &[u8]) -> Option<Restored> {
         entry: DailyEntry {
             relay_id: Arc::from(record.relay_id),
             dead_drop: record.dead_drop.map(Arc::from),
-            expires: record.expires,
+            expires,
             key: record.key.map(Arc::from),
             address: match record.address {
                 RecordAddress::V4(bits) => AddressGroup::V4(Ipv4Addr::from_bits(bits)),

@@ -86,18 +86,15 @@ pub struct DailyEntry {
     pub address: AddressGroup,
 }
 
-/// A change to the daily table, for a durable copy to follow.
+/// An entry stored at a daily point, for a durable copy to follow. (Entries leave the copy when they
+/// expire, found by their expiry: removals need not be told.)
 #[derive(Clone, Debug, PartialEq)]
-pub enum DailyChange {
-    Stored {
-        point: Name,
-        peer_id: Name,
-        entry: DailyEntry,
-    },
-    Removed {
-        point: Name,
-        peer_id: Name,
-    },
+pub struct DailyChange {
+    pub point: Name,
+    pub peer_id: Name,
+    pub entry: DailyEntry,
+    /// The expiry of the earlier entry this one replaced, if it replaced one.
+    pub replaces: Option<Millis>,
 }
 
 /// The result of one bounded sweep step.
@@ -175,7 +172,8 @@ impl Point {
 #[derive(Debug, PartialEq, Eq)]
 enum Stored {
     New,
-    Replaced,
+    /// Replaced an entry that would have expired at this time.
+    Replaced(Millis),
     /// Another owner's entry stays in its place.
     Kept,
     /// The point holds as many peers as it may.
@@ -258,12 +256,13 @@ impl Table {
                 forget_one(per_address, existing.owner.address);
                 *per_address.entry(owner.address).or_default() += 1;
             }
+            let replaced = existing.expires;
             existing.relay_id = relay_id.clone();
             existing.dead_drop = dead_drop;
             existing.expires = expires;
             existing.owner = owner.clone();
             at_point.make_findable(peer_id, findable);
-            return Stored::Replaced;
+            return Stored::Replaced(replaced);
         }
         if at_point.entries.len() >= max_peers {
             return Stored::PointFull;
@@ -508,19 +507,23 @@ impl RendezvousRegistry {
                 max_peers,
                 &mut self.per_address,
             );
-            if matches!(stored, Stored::New | Stored::Replaced) {
-                self.daily_changes.push(DailyChange::Stored {
-                    point: point.clone(),
-                    peer_id: peer_id.clone(),
-                    entry: DailyEntry {
-                        relay_id: relay_id.clone(),
-                        dead_drop: dead_drop.clone(),
-                        expires: now.saturating_add(self.daily.ttl),
-                        key: owner.key.clone(),
-                        address: owner.address,
-                    },
-                });
-            }
+            let replaces = match stored {
+                Stored::New => None,
+                Stored::Replaced(expires) => Some(expires),
+                Stored::Kept | Stored::PointFull => continue,
+            };
+            self.daily_changes.push(DailyChange {
+                point: point.clone(),
+                peer_id: peer_id.clone(),
+                entry: DailyEntry {
+                    relay_id: relay_id.clone(),
+                    dead_drop: dead_drop.clone(),
+                    expires: now.saturating_add(self.daily.ttl),
+                    key: owner.key.clone(),
+                    address: owner.address,
+                },
+                replaces,
+            });
         }
         self.forget_seen();
 
@@ -610,13 +613,9 @@ impl RendezvousRegistry {
     /// caller's lock for long.
     pub fn sweep(&mut self, now: Millis, budget: usize) -> Swept {
         let mut removed = 0;
-        let daily_changes = &mut self.daily_changes;
         let daily_done = self
             .daily
-            .sweep(now, budget, &mut self.per_address, |point, peer_id| {
-                removed += 1;
-                daily_changes.push(DailyChange::Removed { point, peer_id });
-            });
+            .sweep(now, budget, &mut self.per_address, |_, _| removed += 1);
         let hourly_by_peer = &mut self.hourly_by_peer;
         let hourly_done =
             self.hourly
@@ -1135,7 +1134,7 @@ mod tests {
     }
 
     #[test]
-    fn daily_changes_follow_what_is_stored_and_swept_and_restore_keeps_the_owner() {
+    fn daily_changes_follow_what_is_stored_and_restore_keeps_the_owner() {
         let config = RendezvousConfig::default();
         let mut registry = RendezvousRegistry::new(&config);
         let alice = Peer::owned("alice", "relay-a", 7, Some("alice-key"));
@@ -1151,13 +1150,18 @@ mod tests {
         };
         assert_eq!(
             changes,
-            [DailyChange::Stored {
+            [DailyChange {
                 point: name("point1"),
                 peer_id: name("alice"),
                 entry: stored.clone(),
+                replaces: None,
             }]
         );
         assert_eq!(registry.take_daily_changes(), []);
+        alice.daily(&mut registry, START + 5, &[("point1", None)]);
+        let replaced = registry.take_daily_changes();
+        assert_eq!(replaced[0].replaces, Some(START + config.daily_ttl()));
+        assert_eq!(replaced[0].entry.dead_drop, None);
 
         let mut restored = RendezvousRegistry::new(&config);
         restored.restore_daily(&name("point1"), &name("alice"), stored);
@@ -1170,16 +1174,8 @@ mod tests {
         owner.daily(&mut restored, START + 3, &[("point1", Some("renewed"))]);
         assert!(matches!(
             restored.take_daily_changes().last(),
-            Some(DailyChange::Stored { entry, .. }) if entry.dead_drop.as_deref() == Some("renewed")
+            Some(DailyChange { entry, replaces: Some(_), .. })
+                if entry.dead_drop.as_deref() == Some("renewed")
         ));
-
-        registry.sweep(START + config.daily_ttl(), usize::MAX);
-        assert_eq!(
-            registry.take_daily_changes(),
-            [DailyChange::Removed {
-                point: name("point1"),
-                peer_id: name("alice"),
-            }]
-        );
     }
 }

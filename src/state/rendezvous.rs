@@ -183,9 +183,8 @@ impl SharedState {
     pub async fn sweep_expired_batch(&self) -> Result<Swept, StateFailed> {
         self.run(|registries, now| {
             let swept = registries.rendezvous.sweep(now, SWEEP_BATCH);
-            let changes = registries.rendezvous.take_daily_changes();
             if let Some(store) = &registries.daily_store {
-                store.write_later(changes);
+                store.expire(now);
             }
             swept
         })
