@@ -435,9 +435,12 @@ impl SharedState {
             let released_codes = std::mem::take(&mut registries.released_codes);
             let _ = released.send((names, hourly, released_codes));
         });
-        if self.cluster().is_some() {
+        // Without a runtime (the process is ending), a dead node's holdings are reaped by the others.
+        if self.cluster().is_some()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let state = self.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if let Ok((names, hourly, released_codes)) = names.await {
                     state
                         .release_in_cluster(Ended {

@@ -18,18 +18,37 @@ impl SharedState {
         public_key: Option<Arc<str>>,
         count: usize,
     ) -> Result<Result<Vec<RelayInfo>, NameTaken>, StateFailed> {
-        if let Some(cluster) = self.cluster() {
-            if !cluster
+        if let Some(cluster) = self.cluster()
+            && !cluster
                 .claim(peer_id.as_str(), session.id, Role::RelayId, None)
                 .await?
-            {
-                return Ok(Err(NameTaken));
+        {
+            return Ok(Err(NameTaken));
+        }
+        if self.bind_relay_id(session, peer_id, true).await?.is_err() {
+            if let Some(cluster) = self.cluster() {
+                cluster
+                    .release(peer_id.as_str(), session.id, Role::RelayId, 0)
+                    .await?;
             }
-            let bound = self.bind_relay_id(session, peer_id, true).await?;
-            if bound.is_err() {
-                return Ok(Err(NameTaken));
-            }
-            let relays = cluster
+            return Ok(Err(NameTaken));
+        }
+        let (name, key) = (peer_id.clone(), public_key.clone());
+        // In cluster mode the listing is kept here too, to be listed again if Redis loses it.
+        let listed_here = self
+            .run(move |registries, _| {
+                registries
+                    .relays
+                    .register(name.clone(), max_connections, key);
+                (!registries.clustered).then(|| {
+                    registries
+                        .relays
+                        .available(name.as_str(), count, &mut registries.rng)
+                })
+            })
+            .await?;
+        match (self.cluster(), listed_here) {
+            (Some(cluster), _) => Ok(Ok(cluster
                 .register_relay(
                     session.id,
                     peer_id,
@@ -37,32 +56,9 @@ impl SharedState {
                     public_key.as_ref(),
                     count,
                 )
-                .await?;
-            // Kept here too, to be listed again if Redis loses it.
-            let peer_id = peer_id.clone();
-            self.tell(move |registries, _| {
-                registries
-                    .relays
-                    .register(peer_id, max_connections, public_key);
-            });
-            return Ok(Ok(relays));
+                .await?)),
+            (None, listed) => Ok(Ok(listed.unwrap_or_default())),
         }
-        let (session, peer_id) = (session.clone(), peer_id.clone());
-        self.run(move |registries, now| {
-            registries
-                .owners
-                .bind(&peer_id, &session, Role::RelayId, None, now)?;
-            let names = registries.held.entry(session.id).or_default();
-            names.relay_id = Some(peer_id.clone());
-            names.relay_listed = true;
-            registries
-                .relays
-                .register(peer_id.clone(), max_connections, public_key);
-            Ok(registries
-                .relays
-                .available(peer_id.as_str(), count, &mut registries.rng))
-        })
-        .await
     }
 
     /// Binds `peer_id` to the session as its relay id in this node's record of its sessions.
