@@ -36,7 +36,7 @@ fn fixture() -> &'static Fixture {
         config.admission.rendezvous_entries_per_minute_per_ip = u32::MAX;
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let session = runtime.block_on(async {
-            let state = SharedState::new(
+            let state = SharedState::in_memory(
                 clock.clone() as Arc<dyn Clock>,
                 &config.rendezvous,
                 &config.pairing,

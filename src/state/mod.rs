@@ -237,6 +237,15 @@ impl SharedState {
         Self::start(clock, registries, Some(cluster), pairing)
     }
 
+    /// State held in memory only: nothing survives the process.
+    pub fn in_memory(
+        clock: Arc<dyn Clock>,
+        rendezvous: &RendezvousConfig,
+        pairing: &PairingConfig,
+    ) -> Self {
+        Self::with_rng(clock, rendezvous, pairing, SmallRng::from_os_rng())
+    }
+
     /// State held in memory only, whose relay shuffling follows `rng`: tests seed it to be deterministic.
     pub fn with_rng(
         clock: Arc<dyn Clock>,
