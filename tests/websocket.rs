@@ -757,3 +757,84 @@ async fn connections_that_never_finish_their_http_head_are_limited_per_address()
     assert_eq!(again.request(json!({"type": "ping"})).await["type"], "pong");
     server.stop().await;
 }
+
+/// The texts clients show people are the Zajel servers' (PROTOCOL 2.9).
+#[tokio::test]
+async fn error_texts_are_the_ones_zajel_clients_show() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let mut other = server.connect().await;
+    client.send_raw(Message::text("{not json")).await;
+    let reply = client.recv().await;
+    assert_eq!(
+        (reply["code"].as_str(), reply["message"].as_str()),
+        (
+            Some("malformed"),
+            Some("Invalid message format: JSON parse error")
+        )
+    );
+    let expectations = [
+        (
+            json!({"type": "teleport"}),
+            "unknown_type",
+            "Unknown message type: teleport",
+        ),
+        (
+            json!({"type": "offer", "target": "ABC234", "payload": {}}),
+            "not_registered",
+            "Not registered. Send register message first.",
+        ),
+        (
+            json!({"type": "update_load", "connectedCount": 1}),
+            "invalid_message",
+            "Missing required field: peerId",
+        ),
+        (
+            json!({"type": "register", "pairingCode": "ABC23O", "publicKey": PUBLIC_KEY}),
+            "invalid_message",
+            "Invalid pairing code format",
+        ),
+        (
+            json!({"type": "register", "pairingCode": "ABC234", "publicKey": "AAAA"}),
+            "invalid_message",
+            "Invalid public key length",
+        ),
+    ];
+    for (request, code, text) in expectations {
+        let reply = client.request(request.clone()).await;
+        assert_eq!(reply["code"], code, "{request}");
+        assert_eq!(reply["message"], text, "{request}");
+    }
+    other
+        .request(json!({"type": "register", "peerId": "taken-id"}))
+        .await;
+    let reply = client
+        .request(json!({"type": "register", "peerId": "taken-id"}))
+        .await;
+    assert_eq!(
+        reply["message"],
+        "Peer ID already in use by another connection"
+    );
+    client
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
+        .await;
+    let reply = client
+        .request(json!({"type": "offer", "target": "ZZZ234", "payload": {}}))
+        .await;
+    assert_eq!(
+        (reply["code"].as_str(), reply["message"].as_str()),
+        (Some("peer_not_found"), Some("Peer not found: ZZZ234"))
+    );
+    let reply = client
+        .request(json!({"type": "update_load", "peerId": "someone-else", "connectedCount": 1}))
+        .await;
+    assert_eq!(reply["message"], "peerId mismatch with registered identity");
+    let reply = other
+        .request(json!({"type": "register", "pairingCode": "ABC234", "publicKey": PUBLIC_KEY}))
+        .await;
+    assert_eq!(
+        reply["message"],
+        "Pairing code already in use. Please reconnect with a new code."
+    );
+    server.stop().await;
+}

@@ -74,7 +74,9 @@ fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(fields)) => into_envelope(fields),
         Ok(_) => Err(DecodeError::malformed("a message must be a map")),
-        Err(err) => Err(DecodeError::malformed(format!("not JSON: {err}"))),
+        Err(_) => Err(DecodeError::malformed(
+            "Invalid message format: JSON parse error",
+        )),
     }
 }
 

@@ -101,14 +101,18 @@ impl TryFrom<String> for PairingCode {
         let valid = text.len() == PAIRING_CODE_LEN
             && text.bytes().all(|b| PAIRING_CODE_ALPHABET.contains(&b));
         if !valid {
-            return Err(format!(
-                "must be exactly {PAIRING_CODE_LEN} characters of {}",
-                std::str::from_utf8(PAIRING_CODE_ALPHABET).unwrap_or_default()
-            ));
+            return Err(INVALID_PAIRING_CODE.to_owned());
         }
         Ok(Self(Name(text.into())))
     }
 }
+
+/// A pairing code that is not exactly 6 characters of the code alphabet (PROTOCOL 2.1; text of 2.9).
+pub const INVALID_PAIRING_CODE: &str = "Invalid pairing code format";
+/// A public key that is not standard base64 (PROTOCOL 2.9).
+pub const INVALID_PUBLIC_KEY_FORMAT: &str = "Invalid public key format";
+/// A public key that is base64, but not of 32 bytes (PROTOCOL 2.9).
+pub const INVALID_PUBLIC_KEY_LENGTH: &str = "Invalid public key length";
 
 /// The public key sent with a pairing-code `register`: standard base64 of exactly 32 bytes, kept as sent.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -132,9 +136,8 @@ impl TryFrom<String> for PairingKey {
     fn try_from(text: String) -> Result<Self, Self::Error> {
         match base64::engine::general_purpose::STANDARD.decode(&text) {
             Ok(bytes) if bytes.len() == PAIRING_KEY_BYTES => Ok(Self(text.into())),
-            _ => Err(format!(
-                "must be standard base64 of exactly {PAIRING_KEY_BYTES} bytes"
-            )),
+            Ok(_) => Err(INVALID_PUBLIC_KEY_LENGTH.to_owned()),
+            Err(_) => Err(INVALID_PUBLIC_KEY_FORMAT.to_owned()),
         }
     }
 }

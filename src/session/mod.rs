@@ -188,21 +188,19 @@ pub enum Failure {
     Decode(DecodeError),
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error(
-        "register as a relay (update_load) or with a pairing code (forwarding) on this session first"
-    )]
+    #[error("Not registered. Send register message first.")]
     NotRegistered,
-    #[error("no live session holds that pairing code")]
-    PeerNotFound,
+    #[error("Peer not found: {0}")]
+    PeerNotFound(Name),
     #[error(transparent)]
     TooLargeForPeer(#[from] PushTooLarge),
     #[error("the receiver has as much waiting as it may (it is not reading now); try again later")]
     PeerBusy,
-    #[error("peerId is not an id of this session")]
+    #[error("peerId mismatch with registered identity")]
     PeerIdMismatch,
-    #[error("peerId is held by another session")]
+    #[error("Peer ID already in use by another connection")]
     PeerIdTaken,
-    #[error("pairing code already in use")]
+    #[error("Pairing code already in use. Please reconnect with a new code.")]
     CodeCollision,
     #[error("the rendezvous registry is full; try again later")]
     RegistryFull,
@@ -238,7 +236,7 @@ impl Failure {
             Self::Request(RequestError::UnknownType(_)) => ErrorCode::UnknownType,
             Self::Request(RequestError::Invalid(_)) => ErrorCode::InvalidMessage,
             Self::NotRegistered => ErrorCode::NotRegistered,
-            Self::PeerNotFound => ErrorCode::PeerNotFound,
+            Self::PeerNotFound(_) => ErrorCode::PeerNotFound,
             Self::TooLargeForPeer(_) => ErrorCode::TooLarge,
             Self::PeerBusy => ErrorCode::RateLimited,
             Self::RateLimited => ErrorCode::RateLimited,
@@ -249,7 +247,7 @@ impl Failure {
             Self::Unavailable => ErrorCode::Unavailable,
             Self::CodeCollision => {
                 return ServerMessage::CodeCollision {
-                    message: "Pairing code already in use",
+                    message: "Pairing code already in use. Please reconnect with a new code.",
                 };
             }
             Self::PairError(error) => return ServerMessage::PairError { error },

@@ -27,9 +27,9 @@ impl RegisterCode {
         pairing_code: PairingCode,
         public_key: Option<String>,
     ) -> Result<Self, RequestError> {
-        let public_key = public_key.ok_or_else(|| invalid("publicKey: missing"))?;
-        let public_key =
-            PairingKey::try_from(public_key).map_err(|err| invalid(format!("publicKey: {err}")))?;
+        let public_key = public_key.ok_or_else(|| invalid("Missing required field: publicKey"))?;
+        // The key's own texts (PROTOCOL 2.9) say what is wrong with it.
+        let public_key = PairingKey::try_from(public_key).map_err(invalid)?;
         Ok(Self {
             pairing_code,
             public_key,
@@ -178,15 +178,22 @@ impl Session {
 mod tests {
     use crate::session::request::tests::invalid_message;
 
+    /// The texts of PROTOCOL 2.9, which clients show people.
     #[test]
     fn pairing_register_checks_code_and_key() {
         let message =
             invalid_message(r#"{"type":"register","pairingCode":"ABC23O","publicKey":"x"}"#);
-        assert!(message.starts_with("pairingCode"), "{message}");
+        assert_eq!(message, "Invalid pairing code format");
         let message = invalid_message(r#"{"type":"register","pairingCode":"ABC234"}"#);
-        assert!(message.starts_with("publicKey"), "{message}");
+        assert_eq!(message, "Missing required field: publicKey");
         let message =
             invalid_message(r#"{"type":"register","pairingCode":"ABC234","publicKey":"AAAA"}"#);
-        assert!(message.starts_with("publicKey"), "{message}");
+        assert_eq!(message, "Invalid public key length");
+        let message = invalid_message(
+            r#"{"type":"register","pairingCode":"ABC234","publicKey":"not base64!"}"#,
+        );
+        assert_eq!(message, "Invalid public key format");
+        let message = invalid_message(r#"{"type":"offer","target":"abc","payload":{}}"#);
+        assert_eq!(message, "Invalid target code format");
     }
 }

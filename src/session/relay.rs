@@ -30,8 +30,8 @@ impl RegisterRelay {
         max_connections: Option<u32>,
         public_key: Option<String>,
     ) -> Result<Self, RequestError> {
-        let peer_id = peer_id
-            .ok_or_else(|| invalid("peerId: missing (or pairingCode for a pairing register)"))?;
+        let peer_id =
+            peer_id.ok_or_else(|| invalid("Missing required field: peerId (or pairingCode)"))?;
         let max_connections = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if !MAX_CONNECTIONS.contains(&max_connections) {
             return Err(invalid(format!(

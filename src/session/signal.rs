@@ -14,6 +14,8 @@ use crate::push::ForwardRefused;
 use crate::state::Undelivered;
 
 const MAX_SDP_CHARS: usize = 65_536;
+/// A signal without a payload, or a call whose payload is not a map (PROTOCOL 2.9).
+const MISSING_PAYLOAD: &str = "Missing or invalid payload";
 const MAX_CANDIDATE_CHARS: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +90,7 @@ impl Signal {
 /// Any payload but null; a call's payload is a map whose named fields are checked.
 fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> {
     if payload.is_null() {
-        return Err(invalid("payload: missing"));
+        return Err(invalid(MISSING_PAYLOAD));
     }
     if matches!(
         kind,
@@ -99,14 +101,21 @@ fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> 
             | SignalKind::CallIce
     ) {
         let Value::Object(call) = payload else {
-            return Err(invalid("payload: must be a map"));
+            return Err(invalid(MISSING_PAYLOAD));
         };
         match call.get("callId") {
             Some(Value::String(id)) if is_uuid_v4(id) => {}
-            _ => return Err(invalid("payload.callId: must be a UUID v4")),
+            _ => {
+                return Err(invalid(
+                    "Invalid or missing callId (must be UUID v4 format)",
+                ));
+            }
         }
         let bounded_text = |field: &str, max: usize| match call.get(field) {
             Some(Value::String(text)) if !text.is_empty() && text.chars().count() <= max => Ok(()),
+            Some(Value::String(text)) if field == "sdp" && !text.is_empty() => {
+                Err(invalid(format!("SDP too large (max {max} bytes)")))
+            }
             _ => Err(invalid(format!(
                 "payload.{field}: must be a non-empty string of at most {max} characters"
             ))),
@@ -137,7 +146,7 @@ impl Session {
             .forward(signal.target.name(), &forwarded)
             .await?
             .map_err(|undelivered| match undelivered {
-                Undelivered::NoSuchPeer => Failure::PeerNotFound,
+                Undelivered::NoSuchPeer => Failure::PeerNotFound(signal.target.name().clone()),
                 Undelivered::Refused(ForwardRefused::TooLarge(err)) => {
                     Failure::TooLargeForPeer(err)
                 }
@@ -210,37 +219,53 @@ mod tests {
             .is_ok()
         );
 
-        for (kind, payload, field) in [
-            ("call_offer", json!({"sdp": "v=0"}), "callId"),
+        // The texts of PROTOCOL 2.9 where it names them; others name the field.
+        for (kind, payload, text) in [
+            (
+                "call_offer",
+                json!({"sdp": "v=0"}),
+                "Invalid or missing callId (must be UUID v4 format)",
+            ),
             (
                 "call_offer",
                 json!({"callId": "123e4567-e89b-12d3-a456-426614174000", "sdp": "v"}),
-                "callId",
+                "Invalid or missing callId (must be UUID v4 format)",
             ),
             (
                 "call_offer",
                 json!({"callId": "not-a-uuid", "sdp": "v"}),
-                "callId",
+                "Invalid or missing callId (must be UUID v4 format)",
             ),
-            ("call_offer", json!({"callId": CALL}), "sdp"),
-            ("call_offer", json!({"callId": CALL, "sdp": ""}), "sdp"),
+            (
+                "call_offer",
+                json!({"callId": CALL}),
+                "payload.sdp: must be a non-empty string of at most 65536 characters",
+            ),
+            (
+                "call_offer",
+                json!({"callId": CALL, "sdp": ""}),
+                "payload.sdp: must be a non-empty string of at most 65536 characters",
+            ),
             (
                 "call_answer",
                 json!({"callId": CALL, "sdp": "x".repeat(65_537)}),
-                "sdp",
+                "SDP too large (max 65536 bytes)",
             ),
             (
                 "call_ice",
                 json!({"callId": CALL, "candidate": "x".repeat(1025)}),
-                "candidate",
+                "payload.candidate: must be a non-empty string of at most 1024 characters",
             ),
-            ("call_hangup", json!("not a map"), "payload"),
+            (
+                "call_hangup",
+                json!("not a map"),
+                "Missing or invalid payload",
+            ),
+            ("offer", Value::Null, "Missing or invalid payload"),
         ] {
             match ok(kind, payload) {
-                Err(RequestError::Invalid(message)) => {
-                    assert!(message.contains(field), "{message}")
-                }
-                other => panic!("{kind}: expected invalid_message naming {field}, got {other:?}"),
+                Err(RequestError::Invalid(message)) => assert_eq!(message, text, "{kind}"),
+                other => panic!("{kind}: expected invalid_message {text:?}, got {other:?}"),
             }
         }
         assert!(

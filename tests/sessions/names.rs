@@ -48,7 +48,8 @@ async fn a_second_pairing_code_replaces_and_frees_the_first() {
         .await;
     assert_eq!(
         reply,
-        json!({"type": "code_collision", "message": "Pairing code already in use"})
+        json!({"type": "code_collision",
+               "message": "Pairing code already in use. Please reconnect with a new code."})
     );
 }
 
