@@ -168,12 +168,39 @@ pub struct DeadDrop {
     pub meeting_point: Name,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A signal forwarded to its target: `{type, from, payload}`. A call message is pushed in the merged
+/// shape that both client families read (PROTOCOL 2.7): each of its payload's call fields is repeated
+/// at the top level.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Forwarded {
-    #[serde(rename = "type")]
     pub kind: &'static str,
     pub from: Name,
     pub payload: serde_json::Value,
+}
+
+/// The fields of a call message's payload, which the flat shape carries at the top level.
+pub const CALL_FIELDS: [&str; 5] = ["callId", "sdp", "withVideo", "reason", "candidate"];
+
+impl Serialize for Forwarded {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let repeated: Vec<(&str, &serde_json::Value)> = match &self.payload {
+            serde_json::Value::Object(payload) if self.kind.starts_with("call_") => CALL_FIELDS
+                .iter()
+                .filter_map(|field| Some((*field, payload.get(*field)?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        // A map of known length: CBOR clients read definite maps only.
+        let mut map = serializer.serialize_map(Some(3 + repeated.len()))?;
+        map.serialize_entry("type", self.kind)?;
+        map.serialize_entry("from", &self.from)?;
+        map.serialize_entry("payload", &self.payload)?;
+        for (field, value) in repeated {
+            map.serialize_entry(field, value)?;
+        }
+        map.end()
+    }
 }
 
 impl ServerMessage {

@@ -8,12 +8,14 @@ use serde_json::{Map, Value};
 use super::fields::{RequestError, fields_of, invalid};
 use super::{Failure, Session, own_pairing_code};
 use crate::protocol::ServerMessage;
-use crate::protocol::message::Forwarded;
+use crate::protocol::message::{CALL_FIELDS, Forwarded};
 use crate::protocol::names::PairingCode;
 use crate::push::ForwardRefused;
 use crate::state::Undelivered;
 
 const MAX_SDP_CHARS: usize = 65_536;
+/// Why a call may be rejected (PROTOCOL 2.7).
+const REJECT_REASONS: [&str; 3] = ["busy", "declined", "timeout"];
 /// A signal without a payload, or a call whose payload is not a map (PROTOCOL 2.9).
 const MISSING_PAYLOAD: &str = "Missing or invalid payload";
 const MAX_CANDIDATE_CHARS: usize = 1024;
@@ -43,6 +45,17 @@ impl SignalKind {
             "call_ice" => Self::CallIce,
             _ => return None,
         })
+    }
+
+    fn is_call(self) -> bool {
+        matches!(
+            self,
+            Self::CallOffer
+                | Self::CallAnswer
+                | Self::CallReject
+                | Self::CallHangup
+                | Self::CallIce
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -75,8 +88,11 @@ struct SignalFields {
 impl Signal {
     pub(super) fn parse(
         kind: SignalKind,
-        fields: Map<String, Value>,
+        mut fields: Map<String, Value>,
     ) -> Result<Self, RequestError> {
+        if kind.is_call() && !fields.contains_key("target") {
+            read_flat_call(&mut fields);
+        }
         let SignalFields { target, payload } = fields_of(fields)?;
         check_payload(kind, &payload)?;
         Ok(Self {
@@ -87,19 +103,29 @@ impl Signal {
     }
 }
 
+/// Reads a call in the web client's flat shape (`targetId` and the call fields at the top level) as the
+/// nested one (PROTOCOL 2.7). A call with `target` is nested, whatever else it carries.
+fn read_flat_call(fields: &mut Map<String, Value>) {
+    let Some(target) = fields
+        .remove("targetId")
+        .or_else(|| fields.remove("target_id"))
+    else {
+        return;
+    };
+    let payload: Map<String, Value> = CALL_FIELDS
+        .iter()
+        .filter_map(|field| Some(((*field).to_owned(), fields.remove(*field)?)))
+        .collect();
+    fields.insert("target".to_owned(), target);
+    fields.insert("payload".to_owned(), Value::Object(payload));
+}
+
 /// Any payload but null; a call's payload is a map whose named fields are checked.
 fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> {
     if payload.is_null() {
         return Err(invalid(MISSING_PAYLOAD));
     }
-    if matches!(
-        kind,
-        SignalKind::CallOffer
-            | SignalKind::CallAnswer
-            | SignalKind::CallReject
-            | SignalKind::CallHangup
-            | SignalKind::CallIce
-    ) {
+    if kind.is_call() {
         let Value::Object(call) = payload else {
             return Err(invalid(MISSING_PAYLOAD));
         };
@@ -123,6 +149,15 @@ fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> 
         match kind {
             SignalKind::CallOffer | SignalKind::CallAnswer => bounded_text("sdp", MAX_SDP_CHARS)?,
             SignalKind::CallIce => bounded_text("candidate", MAX_CANDIDATE_CHARS)?,
+            SignalKind::CallReject => match call.get("reason") {
+                None => {}
+                Some(Value::String(reason)) if REJECT_REASONS.contains(&reason.as_str()) => {}
+                Some(_) => {
+                    return Err(invalid(
+                        "payload.reason: must be one of busy, declined, timeout",
+                    ));
+                }
+            },
             _ => {}
         }
     }

@@ -85,9 +85,66 @@ async fn every_signal_type_is_forwarded() {
             .request(json!({"type": kind, "target": "BBBBB2", "payload": payload}))
             .await;
         assert_eq!(reply, json!({"type": "ack", "for": kind}));
-        assert_eq!(
-            bob.next_push().await,
-            Some(json!({"type": kind, "from": "ALCE22", "payload": payload}))
-        );
+        let mut pushed = json!({"type": kind, "from": "ALCE22", "payload": payload});
+        // Calls arrive in the merged shape: the payload's call fields also at the top level.
+        if kind.starts_with("call_") {
+            for (field, value) in payload.as_object().unwrap() {
+                pushed[field] = value.clone();
+            }
+        }
+        assert_eq!(bob.next_push().await, Some(pushed));
     }
+}
+
+/// A web client (flat calls) and a phone (nested calls) call each other (PROTOCOL 2.7).
+#[tokio::test]
+async fn flat_and_nested_calls_cross_in_both_directions_in_the_merged_shape() {
+    let (_fixture, web, phone) = paired_fixture().await;
+    let (mut web, mut phone) = (web, phone);
+    let call = "123e4567-e89b-42d3-a456-426614174000";
+    let reply = web
+        .request(
+            json!({"type": "call_offer", "targetId": "BBBBB2", "callId": call,
+                        "sdp": "v=0 web", "withVideo": true}),
+        )
+        .await;
+    assert_eq!(reply, json!({"type": "ack", "for": "call_offer"}));
+    assert_eq!(
+        phone.next_push().await,
+        Some(json!({"type": "call_offer", "from": "ALCE22",
+                    "payload": {"callId": call, "sdp": "v=0 web", "withVideo": true},
+                    "callId": call, "sdp": "v=0 web", "withVideo": true}))
+    );
+    phone
+        .request(json!({"type": "call_answer", "target": "ALCE22",
+                        "payload": {"callId": call, "sdp": "v=0 phone"}}))
+        .await;
+    assert_eq!(
+        web.next_push().await,
+        Some(json!({"type": "call_answer", "from": "BBBBB2",
+                    "payload": {"callId": call, "sdp": "v=0 phone"},
+                    "callId": call, "sdp": "v=0 phone"}))
+    );
+    web.request(
+        json!({"type": "call_reject", "targetId": "BBBBB2", "callId": call,
+                       "reason": "busy"}),
+    )
+    .await;
+    assert_eq!(phone.next_push().await.unwrap()["reason"], "busy");
+    let reply = web
+        .request(
+            json!({"type": "call_reject", "targetId": "BBBBB2", "callId": call,
+                        "reason": "bored"}),
+        )
+        .await;
+    assert_eq!(reply["code"], "invalid_message");
+    assert!(reply["message"].as_str().unwrap().contains("reason"));
+    // A flat call with a bad callId gets the same check as a nested one.
+    let reply = web
+        .request(json!({"type": "call_hangup", "targetId": "BBBBB2", "callId": "nope"}))
+        .await;
+    assert_eq!(
+        reply["message"],
+        "Invalid or missing callId (must be UUID v4 format)"
+    );
 }
