@@ -29,6 +29,18 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     .unwrap_or_else(|_| panic!("{what}: not in time"));
 }
 
+/// The `peerId`s of a list of relays or matches, sorted.
+fn peer_ids(list: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item["peerId"].as_str().expect("a peerId").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 async fn register_code(client: &mut Client, code: &str, key: &str) -> serde_json::Value {
     client
         .request(json!({"type": "register", "pairingCode": code, "publicKey": key}))
@@ -138,16 +150,7 @@ async fn relays_of_every_node_are_listed_on_each_and_leave_with_their_session() 
     );
 
     let mut asker = second.connect().await;
-    let listed = |reply: serde_json::Value| {
-        let mut ids: Vec<String> = reply["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|relay| relay["peerId"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
-    };
+    let listed = |reply: serde_json::Value| peer_ids(&reply["relays"]);
     let get_relays = json!({"type": "get_relays", "peerId": "asker", "count": 10});
     assert_eq!(
         listed(asker.request(get_relays.clone()).await),
@@ -450,14 +453,7 @@ async fn three_nodes_serve_as_one(redis_url: String) {
             &json!({"type": "register_rendezvous", "peerId": "carol", "hourlyTokens": ["hour"]}),
         )
         .await;
-    let mut matched: Vec<_> = reply["liveMatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|found| found["peerId"].as_str().unwrap().to_owned())
-        .collect();
-    matched.sort();
-    assert_eq!(matched, ["alice", "bob"]);
+    assert_eq!(peer_ids(&reply["liveMatches"]), ["alice", "bob"]);
     let carol_match = json!({"type": "rendezvous_match",
                              "match": {"peerId": "carol", "relayId": "", "meetingPoint": "hour"}});
     assert_eq!(alice.recv().await, carol_match);
@@ -542,14 +538,10 @@ async fn three_nodes_serve_as_one(redis_url: String) {
     let reply = asker
         .request(json!({"type": "get_relays", "peerId": "asker", "count": 10}))
         .await;
-    let mut relays: Vec<_> = reply["relays"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|relay| relay["peerId"].as_str().unwrap().to_owned())
-        .collect();
-    relays.sort();
-    assert_eq!(relays, ["relay-quic", "relay-ws", "relay-wt"]);
+    assert_eq!(
+        peer_ids(&reply["relays"]),
+        ["relay-quic", "relay-ws", "relay-wt"]
+    );
 
     ws_node.stop().await;
     quic_node.stop().await;
@@ -610,6 +602,11 @@ async fn a_killed_node_frees_what_its_sessions_held_within_15_seconds_but_not_de
         .await;
     assert_eq!(carol.recv().await["type"], "pair_incoming");
 
+    assert_eq!(
+        redis.cli(&["keys", "zajel:{held:*"]).lines().count(),
+        2,
+        "both nodes list what their sessions hold"
+    );
     doomed.kill().await.unwrap();
     let killed = std::time::Instant::now();
     let mut asker = survivor.connect().await;

@@ -108,10 +108,8 @@ impl Cluster {
         public_key: Option<&Arc<str>>,
         count: usize,
     ) -> Result<Vec<RelayInfo>, StoreError> {
-        let [relays, open] = keys::relays();
-        let mut invocation = REGISTER.key(relays);
+        let mut invocation = on_relays(&REGISTER);
         invocation
-            .key(open)
             .arg(peer_id.as_str())
             .arg(&self.node)
             .arg(session)
@@ -129,9 +127,8 @@ impl Cluster {
         exclude: &Name,
         count: usize,
     ) -> Result<Vec<RelayInfo>, StoreError> {
-        let [relays, open] = keys::relays();
-        let mut invocation = LIST.key(relays);
-        invocation.key(open).arg(exclude.as_str()).arg(count);
+        let mut invocation = on_relays(&LIST);
+        invocation.arg(exclude.as_str()).arg(count);
         self.add_dead_nodes(&mut invocation);
         let found: Vec<String> = self.call(&invocation).await?;
         Ok(pick(found, count))
@@ -143,10 +140,8 @@ impl Cluster {
         peer_id: &Name,
         connected_count: u32,
     ) -> Result<(), StoreError> {
-        let [relays, open] = keys::relays();
-        let mut invocation = UPDATE_LOAD.key(relays);
+        let mut invocation = on_relays(&UPDATE_LOAD);
         invocation
-            .key(open)
             .arg(peer_id.as_str())
             .arg(&self.node)
             .arg(session)
@@ -170,9 +165,8 @@ impl Cluster {
         node: &str,
         session: Option<SessionId>,
     ) -> Result<(), StoreError> {
-        let [relays, open] = keys::relays();
-        let mut invocation = UNREGISTER.key(relays);
-        invocation.key(open).arg(peer_id).arg(node).arg(
+        let mut invocation = on_relays(&UNREGISTER);
+        invocation.arg(peer_id).arg(node).arg(
             session
                 .map(|session| session.to_string())
                 .unwrap_or_default(),
@@ -180,6 +174,14 @@ impl Cluster {
         let _: i64 = self.call(&invocation).await?;
         Ok(())
     }
+}
+
+/// `script` on the relay registry's two keys.
+fn on_relays(script: &Script) -> redis::ScriptInvocation<'_> {
+    let [relays, open] = keys::relays();
+    let mut invocation = script.key(relays);
+    invocation.key(open);
+    invocation
 }
 
 /// The relays of a sample (flattened `id max load key` quadruples), shuffled, at most `count`.
