@@ -148,9 +148,15 @@ pub struct TransportConfig {
     #[arg(long, env = "ZAJEL_MAX_MESSAGE_SIZE", default_value_t = 262_144)]
     pub max_message_size: usize,
 
-    /// A session with no traffic from its client for this long is closed, in seconds.
-    #[arg(long, env = "ZAJEL_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    /// A session with no frame from its client (a WebSocket Pong counts; on QUIC any packet) for this
+    /// long is closed, in seconds.
+    #[arg(long, env = "ZAJEL_IDLE_TIMEOUT_SECS", default_value_t = 90)]
     pub idle_timeout_secs: u64,
+
+    /// How often the server sends every session a keep-alive (a WebSocket Ping frame, a QUIC PING), in
+    /// seconds; shorter than the idle timeout, so that clients that answer on their own stay connected.
+    #[arg(long, env = "ZAJEL_PING_INTERVAL_SECS", default_value_t = 25)]
+    pub ping_interval_secs: u64,
 
     /// Time allowed for a connection's TLS or QUIC handshake and its HTTP request head, in seconds.
     #[arg(long, env = "ZAJEL_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
@@ -543,11 +549,20 @@ impl TransportConfig {
             "must be 1 KiB to 16 MiB",
         )?;
         check_seconds("idle_timeout_secs", self.idle_timeout_secs)?;
+        check(
+            "ping_interval_secs",
+            (1..self.idle_timeout_secs).contains(&self.ping_interval_secs),
+            "must be at least 1 s and shorter than idle_timeout_secs",
+        )?;
         check_seconds("handshake_timeout_secs", self.handshake_timeout_secs)
     }
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -702,7 +717,8 @@ mod tests {
         assert_eq!(config.sessions.max_list_entries, 1000);
         assert_eq!(config.rendezvous.daily_ttl_secs, 48 * 3600);
         assert_eq!(config.rendezvous.hourly_ttl_secs, 3 * 3600);
-        assert_eq!(config.transport.idle_timeout_secs, 60);
+        assert_eq!(config.transport.idle_timeout_secs, 90);
+        assert_eq!(config.transport.ping_interval_secs, 25);
         assert_eq!(config.sessions.push_queue, 1024);
         assert_eq!(config.identity.endpoint, None);
         assert_eq!(config.listen.quic_listen, "[::]:4433".parse().unwrap());
@@ -752,5 +768,14 @@ mod tests {
         let mut config = Config::default();
         config.transport.max_message_size = 10;
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.transport.ping_interval_secs = config.transport.idle_timeout_secs;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                name: "ping_interval_secs",
+                ..
+            })
+        ));
     }
 }

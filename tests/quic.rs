@@ -239,6 +239,37 @@ async fn shutdown_closes_quic_sessions_with_code_0() {
     }
 }
 
+/// PROTOCOL 2.6: the server sends QUIC PINGs at the ping interval, so QUIC and WebTransport clients that
+/// send nothing themselves (quinn's clients have no keep-alive of their own) outlive the idle timeout.
+#[tokio::test]
+async fn keep_alives_hold_quiet_quic_and_webtransport_sessions() {
+    const IDLE_SECS: u64 = 2;
+    let mut config = test_config();
+    config.transport.idle_timeout_secs = IDLE_SECS;
+    config.transport.ping_interval_secs = 1;
+    let server = TestServer::start_with(config).await;
+    let quic = QuicClient::connect(&server).await;
+    let webtransport = WebTransportClient::connect(&server).await;
+    // (The number of PINGs received says nothing here: quinn's MTU probes are PINGs too.)
+    let three_idle_timeouts = std::time::Duration::from_secs(3 * IDLE_SECS);
+    let (quic_closed, webtransport_closed) = tokio::join!(
+        tokio::time::timeout(three_idle_timeouts, quic.connection.closed()),
+        tokio::time::timeout(
+            three_idle_timeouts,
+            webtransport.connection.quic_connection().closed()
+        ),
+    );
+    assert!(quic_closed.is_err(), "QUIC closed: {quic_closed:?}");
+    assert!(
+        webtransport_closed.is_err(),
+        "WebTransport closed: {webtransport_closed:?}"
+    );
+    let ping = json!({"type": "ping"});
+    assert_eq!(quic.request(&ping).await["type"], "pong");
+    assert_eq!(webtransport.request(&ping).await["type"], "pong");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_origin_allow_list_refuses_other_origins() {
     let mut config = test_config();

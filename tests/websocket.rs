@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, PATIENCE, PUBLIC_KEY, TestServer, http_get, http_request, test_config};
+use common::{
+    Client, PATIENCE, PUBLIC_KEY, Received, TestServer, http_get, http_request, test_config,
+};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -371,13 +374,41 @@ async fn sessions_over_the_per_address_limit_get_over_capacity_and_close_1013() 
     server.stop().await;
 }
 
+/// PROTOCOL 2.6: a client that never sends a message but whose WebSocket layer answers the server's
+/// Pings (as a backgrounded tab's does) stays connected; one that answers nothing is closed as idle.
 #[tokio::test]
-async fn idle_sessions_are_closed() {
+async fn pings_keep_quiet_clients_connected_and_silent_ones_are_closed_as_idle() {
+    const IDLE_SECS: u64 = 2;
     let mut config = test_config();
-    config.transport.idle_timeout_secs = 1;
+    config.transport.idle_timeout_secs = IDLE_SECS;
+    config.transport.ping_interval_secs = 1;
     let server = TestServer::start_with(config).await;
-    let mut client = server.connect().await;
-    assert_eq!(client.closed().await, Some(1000));
+    // Never polled until the end, so its WebSocket layer answers nothing.
+    let mut silent = server.connect().await;
+    let mut quiet = server.connect().await;
+    // Reading is what makes tungstenite answer a Ping; the quiet client sends nothing else. Three idle
+    // timeouts' worth of Pings is three idle timeouts connected.
+    let mut pings = 0;
+    while pings < 3 * IDLE_SECS {
+        let frame = tokio::time::timeout(PATIENCE, quiet.ws.next())
+            .await
+            .expect("a Ping in time");
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("the quiet client got {other:?}"),
+        }
+    }
+    server.wait_for_sessions(1).await;
+    assert_eq!(quiet.request(json!({"type": "ping"})).await["type"], "pong");
+    match silent.next().await {
+        Received::Closed(Some(frame)) => {
+            assert_eq!(
+                (u16::from(frame.code), frame.reason.as_str()),
+                (1000, "idle")
+            );
+        }
+        other => panic!("the silent client got {other:?}"),
+    }
     server.stop().await;
 }
 

@@ -47,6 +47,9 @@ pub fn bind(
             quinn::IdleTimeout::try_from(config.idle_timeout())
                 .expect("idle timeout within QUIC's range"),
         ))
+        // PROTOCOL 2.6: the server keeps sessions alive; a client's ACK is the life that resets the
+        // idle timer, so a suspended app whose stack still answers stays connected.
+        .keep_alive_interval(Some(config.ping_interval()))
         // Small windows: the server reads frames as they arrive (and counts them on the session's
         // buffer account), so these only bound what quinn holds for streams waiting their turn.
         .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))

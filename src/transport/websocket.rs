@@ -144,6 +144,7 @@ struct Connection<S> {
     /// The encoding of the last request, which pushes follow.
     encoding: Encoding,
     idle_timeout: Duration,
+    ping_interval: Duration,
 }
 
 /// Serves one WebSocket session from open to close.
@@ -158,6 +159,7 @@ pub async fn run_session<S>(
         stream,
         encoding: Encoding::Json,
         idle_timeout: context.config.idle_timeout(),
+        ping_interval: context.config.ping_interval(),
     };
     let (session, mut pushes) = match context.sessions.open(ip, Encoding::Json) {
         Ok(opened) => opened,
@@ -248,7 +250,11 @@ where
         {
             return ending;
         }
+        // One timer per session: it wakes for the next Ping or, once a Ping is unanswered for long
+        // enough, for the idle deadline.
         let mut deadline = Instant::now() + self.idle_timeout;
+        let mut next_ping = Instant::now() + self.ping_interval;
+        let mut pong_owed = false;
         loop {
             tokio::select! {
                 incoming = self.stream.next() => {
@@ -264,6 +270,11 @@ where
                         // The WebSocket layer has queued the answer; it is sent once the session is
                         // over.
                         Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
+                        // The answer to the server's own Ping is free.
+                        Some(Ok(Message::Pong(_))) if pong_owed => {
+                            pong_owed = false;
+                            continue;
+                        }
                         // Pings are answered by the WebSocket layer itself, but cost like a message.
                         Some(Ok(_)) => {
                             if !session.charge_control_frame() {
@@ -289,7 +300,17 @@ where
                         return ending;
                     }
                 }
-                () = sleep_until(deadline) => return Ending::Idle,
+                () = sleep_until(next_ping.min(deadline)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ending::Idle;
+                    }
+                    next_ping = now + self.ping_interval;
+                    pong_owed = true;
+                    if let Err(ending) = self.send_frame(Message::Ping(Default::default())).await {
+                        return ending;
+                    }
+                }
             }
         }
     }
@@ -315,6 +336,10 @@ where
             }
             Encoding::Cbor => Message::binary(bytes),
         };
+        self.send_frame(frame).await
+    }
+
+    async fn send_frame(&mut self, frame: Message) -> Result<(), Ending> {
         match timeout(self.idle_timeout, self.stream.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(Ending::Broken(err)),
