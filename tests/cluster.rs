@@ -402,6 +402,21 @@ async fn a_web_client_links_to_a_phone_on_another_node() {
                "isInitiator": true, "deviceId": "device-7"})
     );
 
+    // The tunnel (PROTOCOL 2.8): signals without a target go to the other end, across the nodes.
+    web.send_json(&json!({"type": "offer", "payload": {"sdp": "v=0 web"}}))
+        .await;
+    assert_eq!(
+        phone.recv().await,
+        json!({"type": "offer", "from": "WEBWEB", "payload": {"sdp": "v=0 web"}})
+    );
+    phone
+        .send_json(&json!({"type": "answer", "payload": {"sdp": "v=0 phone"}}))
+        .await;
+    assert_eq!(
+        web.recv().await,
+        json!({"type": "answer", "from": "PHNE33", "payload": {"sdp": "v=0 phone"}})
+    );
+
     // The web client's session ends while a request waits: the phone is told at once.
     web.send_json(&json!({"type": "link_request", "linkCode": "PHNE33", "publicKey": WEB_KEY}))
         .await;
@@ -411,6 +426,11 @@ async fn a_web_client_links_to_a_phone_on_another_node() {
         phone.recv().await,
         json!({"type": "link_timeout", "linkCode": "PHNE33"})
     );
+    // ... and its tunnel is gone with it.
+    let reply = phone
+        .request(json!({"type": "ice_candidate", "payload": {"candidate": "c"}}))
+        .await;
+    assert_eq!(reply["message"], "Missing required field: target");
     first.stop().await;
     second.stop().await;
 }

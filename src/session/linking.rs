@@ -114,7 +114,12 @@ impl Session {
         }
         let answer = self
             .state()
-            .answer_link(phone, response.accepted, response.device_id)
+            .answer_link(
+                self.recipient.id,
+                phone,
+                response.accepted,
+                response.device_id,
+            )
             .await?
             .map_err(|err| match err {
                 LinkAnswerError::NoPendingLink => Failure::LinkError(NO_PENDING_LINK),

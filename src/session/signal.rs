@@ -75,14 +75,20 @@ impl SignalKind {
 #[derive(Debug, PartialEq)]
 pub struct Signal {
     pub kind: SignalKind,
-    pub target: PairingCode,
+    /// None: into the sender's device-link tunnel (`offer`, `answer`, `ice_candidate` only).
+    pub target: Option<PairingCode>,
     pub payload: Value,
 }
 
 #[derive(Deserialize)]
 struct SignalFields {
-    target: PairingCode,
+    target: Option<PairingCode>,
     payload: Value,
+}
+
+/// A signal without a target from a session with no live link, and a call without one.
+fn missing_target() -> RequestError {
+    invalid("Missing required field: target")
 }
 
 impl Signal {
@@ -94,6 +100,9 @@ impl Signal {
             read_flat_call(&mut fields);
         }
         let SignalFields { target, payload } = fields_of(fields)?;
+        if kind.is_call() && target.is_none() {
+            return Err(missing_target());
+        }
         check_payload(kind, &payload)?;
         Ok(Self {
             kind,
@@ -165,28 +174,40 @@ fn check_payload(kind: SignalKind, payload: &Value) -> Result<(), RequestError> 
 }
 
 impl Session {
-    /// Pushes the signal to the session holding the target code, as `{type, from, payload}` with the
-    /// payload unchanged. Pushes from one session to one target keep their order: both go through the
-    /// target's one push queue, in the order this session handled them.
+    /// Pushes the signal to the session holding the target code, or without a target to the other end
+    /// of the session's device-link tunnel, as `{type, from, payload}` with the payload unchanged.
+    /// Pushes from one session to one target keep their order: both go through the target's one push
+    /// queue, in the order this session handled them.
     pub(super) async fn forward(&self, signal: Signal) -> Result<ServerMessage, Failure> {
         // Held until the push is queued, so that `from` is a code the session still holds.
         let names = self.names().await;
-        let from = own_pairing_code(&names)?;
+        let from = match (own_pairing_code(&names), &signal.target) {
+            (Ok(from), _) => from,
+            // Without a code there is no tunnel either.
+            (Err(_), None) => return Err(Failure::Request(missing_target())),
+            (Err(not_registered), Some(_)) => return Err(not_registered),
+        };
         let forwarded = ServerMessage::Forwarded(Forwarded {
             kind: signal.kind.as_str(),
             from,
             payload: signal.payload,
         });
-        self.state()
-            .forward(signal.target.name(), &forwarded)
-            .await?
-            .map_err(|undelivered| match undelivered {
-                Undelivered::NoSuchPeer => Failure::PeerNotFound(signal.target.name().clone()),
-                Undelivered::Refused(ForwardRefused::TooLarge(err)) => {
-                    Failure::TooLargeForPeer(err)
-                }
-                Undelivered::Refused(ForwardRefused::QueueFull) => Failure::PeerBusy,
-            })?;
+        let delivered = match &signal.target {
+            Some(target) => self.state().forward(target.name(), &forwarded).await?,
+            None => {
+                self.state()
+                    .forward_in_tunnel(self.recipient.id, &forwarded)
+                    .await?
+            }
+        };
+        delivered.map_err(|undelivered| match (undelivered, signal.target) {
+            (Undelivered::NoSuchPeer, Some(target)) => Failure::PeerNotFound(target.name().clone()),
+            (Undelivered::NoSuchPeer, None) => Failure::Request(missing_target()),
+            (Undelivered::Refused(ForwardRefused::TooLarge(err)), _) => {
+                Failure::TooLargeForPeer(err)
+            }
+            (Undelivered::Refused(ForwardRefused::QueueFull), _) => Failure::PeerBusy,
+        })?;
         Ok(ServerMessage::Ack {
             request_type: signal.kind.as_str(),
         })

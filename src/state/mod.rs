@@ -12,6 +12,7 @@ mod owners;
 mod pairing;
 mod relays;
 mod rendezvous;
+mod tunnels;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +35,7 @@ use cluster::names::Delivery;
 use cluster::sessions::Ended;
 use cluster::{Cluster, StoreError};
 use owners::{NameOwners, Role};
+use tunnels::{TunnelEnd, Tunnels};
 
 pub use owners::Taken as NameTaken;
 pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
@@ -153,6 +155,8 @@ struct Registries {
     /// runs the operation that released it (see [`ReleasedCode`]).
     clustered: bool,
     released_codes: Vec<ReleasedCode>,
+    /// Device-link tunnels of this node's sessions.
+    tunnels: Tunnels,
 }
 
 /// The hourly entries a session made in the cluster, by (peer id, token), and the address whose budget
@@ -394,7 +398,7 @@ impl SharedState {
             return Ok(Err(Undelivered::NoSuchPeer));
         };
         let delivered = cluster
-            .deliver(target.as_str(), Delivery::Forward, true, message)
+            .deliver(target.as_str(), &Delivery::Forward, true, message)
             .await?;
         Ok(if delivered {
             Ok(())
@@ -406,11 +410,20 @@ impl SharedState {
     /// Queues a message that another node delivered for the session holding `name` here.
     fn deliver_here(&self, name: &str, delivery: Delivery, message: serde_json::Value) {
         let name = name.to_owned();
+        let this_node = self.cluster().map(|cluster| cluster.node().to_owned());
         self.tell(move |registries, _| {
             let message = ServerMessage::Relayed(message);
             match delivery {
                 Delivery::Push => {
                     registries.owners.push(&name, message);
+                }
+                Delivery::Linked { phone, at } => {
+                    if let Some(web_client) = registries.owners.code_holder(&name) {
+                        let this_node = this_node.expect("deliveries come in cluster mode only");
+                        let end = TunnelEnd::at(phone, at, &this_node);
+                        registries.tunnels.open(web_client, end);
+                        registries.owners.push(&name, message);
+                    }
                 }
                 Delivery::Forward => {
                     if let Some(pushes) = registries.owners.pushes_of_code(&name) {
@@ -523,6 +536,7 @@ impl Registries {
             hourly_in_cluster: HashMap::new(),
             clustered: false,
             released_codes: Vec::new(),
+            tunnels: Tunnels::default(),
         }
     }
 
@@ -539,6 +553,8 @@ impl Registries {
         let key = self.owners.code_key(code.as_str()).cloned();
         self.owners
             .release(code.as_str(), session, Role::PairingCode);
+        // A tunnel's ends are sessions with their codes: a code given up ends the tunnel.
+        self.tunnels.close(session);
         if let (Some(now), Some(key)) = (ended, key) {
             self.owners.reserve(code, key, now);
         }

@@ -191,6 +191,22 @@ impl NameOwners {
             .map(|holder| &holder.pushes)
     }
 
+    /// Where pushes for `session` go, if it holds `code` as its pairing code.
+    pub fn pushes_of_code_held_by(&self, code: &str, session: SessionId) -> Option<&PushSender> {
+        self.holders
+            .get(code)
+            .filter(|holder| holder.as_code && holder.session == session)
+            .map(|holder| &holder.pushes)
+    }
+
+    /// The live session holding `code` as its pairing code.
+    pub fn code_holder(&self, code: &str) -> Option<SessionId> {
+        self.holders
+            .get(code)
+            .filter(|holder| holder.as_code)
+            .map(|holder| holder.session)
+    }
+
     /// Records the public key of a pairing code that `session` holds.
     pub fn set_code_key(&mut self, code: &str, session: SessionId, key: PairingKey) {
         if let Some(holder) = self.holders.get_mut(code)

@@ -4,9 +4,10 @@
 
 use super::cluster::pairing::PairRequest;
 use super::cluster::{Cluster, StoreError};
+use super::tunnels::TunnelEnd;
 use super::{Answer, Recipient, Registries, ReleasedCode, SharedState, StateFailed};
 use crate::clock::Millis;
-use crate::peer::AddressGroup;
+use crate::peer::{AddressGroup, SessionId};
 use crate::protocol::names::PairingKey;
 use crate::protocol::{Name, ServerMessage};
 use crate::registry::pairing::{PairingEvent, PendingLink};
@@ -90,22 +91,26 @@ impl SharedState {
             .await
     }
 
-    /// Answers the pending link request to `phone`. The web client is pushed `link_rejected`, or
-    /// `link_matched` with the phone's key and `device_id`; an acceptance returns the request.
+    /// Answers the pending link request to `phone`, from `phone_session`. The web client is pushed
+    /// `link_rejected`, or `link_matched` with the phone's key and `device_id`, and the two sessions are
+    /// then the ends of a tunnel; an acceptance returns the request.
     pub async fn answer_link(
         &self,
+        phone_session: SessionId,
         phone: &Name,
         accepted: bool,
         device_id: Option<String>,
     ) -> Result<Result<Answer<PendingLink>, LinkAnswerError>, StateFailed> {
         if let Some(cluster) = self.cluster() {
             return self
-                .answer_link_in_cluster(cluster, phone, accepted, device_id)
+                .answer_link_in_cluster(cluster, phone_session, phone, accepted, device_id)
                 .await;
         }
         let phone = phone.clone();
-        self.run(move |registries, _| registries.answer_link(&phone, accepted, device_id))
-            .await
+        self.run(move |registries, _| {
+            registries.answer_link(phone_session, &phone, accepted, device_id)
+        })
+        .await
     }
 
     /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`),
@@ -284,6 +289,7 @@ impl SharedState {
     async fn answer_link_in_cluster(
         &self,
         cluster: &Cluster,
+        phone_session: SessionId,
         phone: &Name,
         accepted: bool,
         device_id: Option<String>,
@@ -315,8 +321,10 @@ impl SharedState {
             device_id,
         };
         cluster
-            .push_to_session(web_client, &made_by, &matched)
+            .push_link_matched(web_client, &made_by, phone, phone_session, &matched)
             .await?;
+        let web_client_end = TunnelEnd::at(link.web_client.clone(), made_by, cluster.node());
+        self.tell(move |registries, _| registries.tunnels.open(phone_session, web_client_end));
         Ok(Ok(Answer::Accepted(link)))
     }
 
@@ -524,6 +532,7 @@ impl Registries {
 
     fn answer_link(
         &mut self,
+        phone_session: SessionId,
         phone: &Name,
         accepted: bool,
         device_id: Option<String>,
@@ -556,6 +565,16 @@ impl Registries {
                 device_id,
             },
         );
+        if let Some(web_client_session) = registries.owners.code_holder(link.web_client.as_str()) {
+            let end = |code: &Name, session| TunnelEnd {
+                code: code.clone(),
+                session,
+                node: None,
+            };
+            let tunnels = &mut registries.tunnels;
+            tunnels.open(phone_session, end(&link.web_client, web_client_session));
+            tunnels.open(web_client_session, end(phone, phone_session));
+        }
         Ok(Answer::Accepted(link))
     }
 

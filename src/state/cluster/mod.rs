@@ -106,7 +106,7 @@ impl Cluster {
         name: &str,
         message: &ServerMessage,
     ) -> Result<(), StoreError> {
-        let delivery = names::encode_delivery(names::Delivery::Push, name, message);
+        let delivery = names::encode_delivery(&names::Delivery::Push, name, message);
         let _: i64 = self
             .query(
                 redis::cmd("PUBLISH")

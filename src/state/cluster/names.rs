@@ -15,8 +15,8 @@ use super::keys;
 use super::{Cluster, StoreError};
 use crate::clock::Millis;
 use crate::peer::SessionId;
-use crate::protocol::ServerMessage;
 use crate::protocol::names::PairingKey;
+use crate::protocol::{Name, ServerMessage};
 
 /// The letter of a role in a name's record.
 fn letter(role: Role) -> &'static str {
@@ -143,35 +143,29 @@ impl SessionAt {
 }
 
 /// How a delivered message is queued on the receiving node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// A push from the server: a session that does not read its pushes is closed.
     Push,
     /// A message another client sent: it is dropped when the target's queue is full.
     Forward,
+    /// A web client's `link_matched`, pushed; from then on its session's signals without a target go
+    /// to the phone's session, which holds `phone` (PROTOCOL 2.8).
+    Linked { phone: Name, at: SessionAt },
 }
 
-impl Delivery {
-    fn letter(self) -> u8 {
-        match self {
-            Self::Push => b'p',
-            Self::Forward => b'f',
-        }
-    }
-
-    fn from_letter(letter: u8) -> Option<Self> {
-        match letter {
-            b'p' => Some(Self::Push),
-            b'f' => Some(Self::Forward),
-            _ => None,
-        }
-    }
-}
-
-/// One delivery as it crosses Redis: the delivery letter, the name, a space, the message as JSON.
-pub fn encode_delivery(delivery: Delivery, name: &str, message: &ServerMessage) -> Vec<u8> {
+/// One delivery as it crosses Redis: the delivery letter (for a link, then `node session phone `), the
+/// name, a space, the message as JSON.
+pub fn encode_delivery(delivery: &Delivery, name: &str, message: &ServerMessage) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(name.len() + 128);
-    bytes.push(delivery.letter());
+    match delivery {
+        Delivery::Push => bytes.push(b'p'),
+        Delivery::Forward => bytes.push(b'f'),
+        Delivery::Linked { phone, at } => {
+            bytes.push(b'l');
+            bytes.extend_from_slice(format!("{} {phone} ", at.spelled()).as_bytes());
+        }
+    }
     bytes.extend_from_slice(name.as_bytes());
     bytes.push(b' ');
     serde_json::to_writer(&mut bytes, message).expect("server messages serialize as JSON");
@@ -181,10 +175,25 @@ pub fn encode_delivery(delivery: Delivery, name: &str, message: &ServerMessage) 
 /// The parts of a delivery received from Redis, if it is one.
 pub fn decode_delivery(bytes: &[u8]) -> Option<(Delivery, &str, serde_json::Value)> {
     let (&letter, rest) = bytes.split_first()?;
-    let space = rest.iter().position(|&b| b == b' ')?;
-    let name = std::str::from_utf8(&rest[..space]).ok()?;
-    let message = serde_json::from_slice(&rest[space + 1..]).ok()?;
-    Some((Delivery::from_letter(letter)?, name, message))
+    // The message is the rest, spaces and all.
+    let parts = if letter == b'l' { 5 } else { 2 };
+    let mut words = rest.splitn(parts, |&b| b == b' ');
+    let mut word = || std::str::from_utf8(words.next()?).ok();
+    let delivery = match letter {
+        b'p' => Delivery::Push,
+        b'f' => Delivery::Forward,
+        b'l' => Delivery::Linked {
+            at: SessionAt {
+                node: word()?.to_owned(),
+                session: word()?.parse().ok()?,
+            },
+            phone: Name::try_from(word()?).ok()?,
+        },
+        _ => return None,
+    };
+    let name = word()?;
+    let message = serde_json::from_slice(words.next()?).ok()?;
+    Some((delivery, name, message))
 }
 
 impl Cluster {
@@ -239,7 +248,7 @@ impl Cluster {
     pub async fn deliver(
         &self,
         name: &str,
-        delivery: Delivery,
+        delivery: &Delivery,
         code_only: bool,
         message: &ServerMessage,
     ) -> Result<bool, StoreError> {
@@ -252,7 +261,7 @@ impl Cluster {
         &self,
         name: &str,
         holder: Option<&SessionAt>,
-        delivery: Delivery,
+        delivery: &Delivery,
         code_only: bool,
         message: &ServerMessage,
     ) -> Result<bool, StoreError> {
@@ -273,7 +282,7 @@ impl Cluster {
         code: &str,
         message: &ServerMessage,
     ) -> Result<(), StoreError> {
-        self.deliver(code, Delivery::Push, true, message).await?;
+        self.deliver(code, &Delivery::Push, true, message).await?;
         Ok(())
     }
 
@@ -284,9 +293,43 @@ impl Cluster {
         holder: &SessionAt,
         message: &ServerMessage,
     ) -> Result<(), StoreError> {
-        self.deliver_to(code, Some(holder), Delivery::Push, true, message)
+        self.deliver_to(code, Some(holder), &Delivery::Push, true, message)
             .await?;
         Ok(())
+    }
+
+    /// Pushes a web client's `link_matched` to the session holding `web_client` as its pairing code if
+    /// it is `holder`, and links that session to this node's `phone_session`, holding `phone`.
+    pub async fn push_link_matched(
+        &self,
+        web_client: &str,
+        holder: &SessionAt,
+        phone: &Name,
+        phone_session: SessionId,
+        matched: &ServerMessage,
+    ) -> Result<(), StoreError> {
+        let linked = Delivery::Linked {
+            phone: phone.clone(),
+            at: SessionAt {
+                node: self.node.clone(),
+                session: phone_session,
+            },
+        };
+        self.deliver_to(web_client, Some(holder), &linked, true, matched)
+            .await?;
+        Ok(())
+    }
+
+    /// Forwards what a client sent to the session holding `code` as its pairing code if it is
+    /// `holder`. False: it does not (any more).
+    pub async fn forward_to_session(
+        &self,
+        code: &str,
+        holder: &SessionAt,
+        message: &ServerMessage,
+    ) -> Result<bool, StoreError> {
+        self.deliver_to(code, Some(holder), &Delivery::Forward, true, message)
+            .await
     }
 
     /// The key `code` is held with as a pairing code by `holder`, if it still holds it.

@@ -181,7 +181,7 @@ impl Cluster {
             .arg(request.address.to_string())
             .arg(request.max_pending)
             .arg(request.max_pending_from_address)
-            .arg(encode_delivery(Delivery::Push, target, &request.incoming));
+            .arg(encode_delivery(&Delivery::Push, target, &request.incoming));
         self.add_dead_nodes(&mut invocation);
         let holding = Holding::Pairing {
             target,
@@ -275,7 +275,7 @@ impl Cluster {
             .arg(expires)
             .arg(link.web_client_key.as_str())
             .arg(serde_json::to_string(&link.device_name).expect("text serializes"))
-            .arg(encode_delivery(Delivery::Push, phone.as_str(), request));
+            .arg(encode_delivery(&Delivery::Push, phone.as_str(), request));
         self.add_dead_nodes(&mut invocation);
         let holding = Holding::Link {
             phone: phone.as_str(),
