@@ -45,6 +45,10 @@ pub struct Config {
 
     #[command(flatten)]
     #[serde(flatten)]
+    pub directory: DirectoryConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
     pub transport: TransportConfig,
 
     #[command(flatten)]
@@ -131,13 +135,41 @@ pub struct IdentityConfig {
     #[arg(long, env = "ZAJEL_SERVER_ID")]
     pub server_id: Option<String>,
 
-    /// The public endpoint announced in `server_info` [default: null].
+    /// The public endpoint announced in `server_info` and to the bootstrap directory: the `wss://` URL
+    /// of the WebSocket listener as clients reach it [default: null].
     #[arg(long, env = "ZAJEL_ENDPOINT")]
     pub endpoint: Option<String>,
 
-    /// The region announced in `server_info` [default: null].
+    /// The region announced in `server_info` and to the bootstrap directory [default: null; "unknown"
+    /// to the directory].
     #[arg(long, env = "ZAJEL_REGION")]
     pub region: Option<String>,
+}
+
+/// Being listed in the Zajel bootstrap directory, where the apps find servers.
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Bootstrap directory")]
+pub struct DirectoryConfig {
+    /// The Zajel bootstrap directory (`https://`) to list this server in: registered at start, a
+    /// heartbeat with live counts every --bootstrap-heartbeat-secs, unregistered at shutdown; needs
+    /// --endpoint [default: not listed].
+    #[arg(long, env = "ZAJEL_BOOTSTRAP_URL")]
+    pub bootstrap_url: Option<String>,
+
+    /// Secret the directory expects, sent as `Authorization: Bearer <secret>` with every registration,
+    /// heartbeat and unregistration (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "ZAJEL_BOOTSTRAP_SECRET", hide_env_values = true)]
+    pub bootstrap_secret: Option<String>,
+
+    /// How often the directory is told that this server lives, in seconds (1 to 120: the apps keep
+    /// servers seen in the last two minutes).
+    #[arg(long, env = "ZAJEL_BOOTSTRAP_HEARTBEAT_SECS", default_value_t = 60)]
+    pub bootstrap_heartbeat_secs: u64,
+
+    /// Allow an `http://` directory and an endpoint that is not `wss://`/`https://` or is a loopback
+    /// address: for tests only.
+    #[arg(long, env = "ZAJEL_BOOTSTRAP_ALLOW_INSECURE")]
+    pub bootstrap_allow_insecure: bool,
 }
 
 /// Framing and timing shared by the three transports.
@@ -372,6 +404,7 @@ default_from_flags!(
     ListenConfig,
     TlsConfig,
     IdentityConfig,
+    DirectoryConfig,
     TransportConfig,
     AdmissionConfig,
     SessionConfig,
@@ -495,6 +528,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.tls.validate()?;
+        self.directory.validate(&self.identity)?;
         self.transport.validate()?;
         self.admission.validate()?;
         self.sessions.validate()?;
@@ -539,6 +573,82 @@ impl TlsConfig {
             "tls_cert and tls_key go together",
         )
     }
+}
+
+impl DirectoryConfig {
+    fn validate(&self, identity: &IdentityConfig) -> Result<(), ConfigError> {
+        let Some(url) = &self.bootstrap_url else {
+            return Ok(());
+        };
+        let insecure = self.bootstrap_allow_insecure;
+        let secure_schemes: &[&str] = if insecure {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        check(
+            "bootstrap_url",
+            public_url(url, secure_schemes, true).is_some(),
+            "must be an https:// URL (http:// only with bootstrap_allow_insecure)",
+        )?;
+        check_seconds("bootstrap_heartbeat_secs", self.bootstrap_heartbeat_secs)?;
+        check(
+            "bootstrap_heartbeat_secs",
+            self.bootstrap_heartbeat_secs <= 120,
+            "must be at most 120 s: the apps keep servers seen in the last two minutes",
+        )?;
+        let Some(endpoint) = &identity.endpoint else {
+            return Err(ConfigError::Invalid {
+                name: "endpoint",
+                reason: "the bootstrap directory needs the public wss:// URL of this server".into(),
+            });
+        };
+        let endpoint_schemes: &[&str] = if insecure {
+            &["wss", "https", "ws", "http"]
+        } else {
+            &["wss", "https"]
+        };
+        check(
+            "endpoint",
+            endpoint.len() <= MAX_ENDPOINT_CHARS
+                && public_url(endpoint, endpoint_schemes, insecure).is_some(),
+            "must be the public wss:// URL of this server, not a loopback address, at most 2048 \
+             characters (others only with bootstrap_allow_insecure)",
+        )?;
+        if let Some(server_id) = &identity.server_id {
+            check(
+                "server_id",
+                is_directory_id(server_id),
+                "the bootstrap directory takes 1 to 128 letters, digits and _ : . + / = -",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The longest endpoint the bootstrap directory takes.
+const MAX_ENDPOINT_CHARS: usize = 2048;
+
+/// `url` if it is absolute, with one of `schemes` and a host that is not a loopback or unspecified
+/// address (unless `loopback_allowed`).
+fn public_url(url: &str, schemes: &[&str], loopback_allowed: bool) -> Option<hyper::Uri> {
+    let uri: hyper::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let host_is_local = host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    (schemes.contains(&scheme.as_str()) && (loopback_allowed || !host_is_local)).then_some(uri)
+}
+
+/// The ids the bootstrap directory takes: `^[\w:.+/=-]{1,128}$`.
+fn is_directory_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_:.+/=-".contains(&b))
 }
 
 impl TransportConfig {
@@ -761,6 +871,99 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_bootstrap_directory_needs_a_public_wss_endpoint_and_an_https_url() {
+        let invalid =
+            |directory: DirectoryConfig, endpoint: Option<&str>, server_id: Option<&str>| {
+                let mut config = Config {
+                    directory,
+                    ..Config::default()
+                };
+                config.identity.endpoint = endpoint.map(str::to_owned);
+                config.identity.server_id = server_id.map(str::to_owned);
+                match config.validate() {
+                    Ok(()) => None,
+                    Err(ConfigError::Invalid { name, .. }) => Some(name),
+                    Err(other) => panic!("{other}"),
+                }
+            };
+        let secure = DirectoryConfig {
+            bootstrap_url: Some("https://bootstrap.example/".into()),
+            ..DirectoryConfig::default()
+        };
+        let insecure = DirectoryConfig {
+            bootstrap_allow_insecure: true,
+            ..secure.clone()
+        };
+        let public = Some("wss://signal.example.org");
+        assert_eq!(invalid(secure.clone(), public, None), None);
+        assert_eq!(
+            invalid(secure.clone(), Some("https://signal.example.org"), None),
+            None
+        );
+        assert_eq!(invalid(secure.clone(), None, None), Some("endpoint"));
+        for endpoint in [
+            "ws://signal.example.org",
+            "wss://localhost:8080",
+            "wss://127.0.0.1",
+            "wss://[::1]:443",
+            "wss://0.0.0.0",
+            "signal.example.org",
+        ] {
+            assert_eq!(
+                invalid(secure.clone(), Some(endpoint), None),
+                Some("endpoint"),
+                "{endpoint}"
+            );
+        }
+        assert_eq!(
+            invalid(insecure.clone(), Some("ws://127.0.0.1:8080"), None),
+            None
+        );
+        let long = format!("wss://signal.example.org/{}", "a".repeat(2048));
+        assert_eq!(
+            invalid(insecure.clone(), Some(&long), None),
+            Some("endpoint")
+        );
+
+        let plain_http = DirectoryConfig {
+            bootstrap_url: Some("http://bootstrap.example".into()),
+            ..DirectoryConfig::default()
+        };
+        assert_eq!(invalid(plain_http, public, None), Some("bootstrap_url"));
+        let plain_http_allowed = DirectoryConfig {
+            bootstrap_url: Some("http://127.0.0.1:9000".into()),
+            ..insecure.clone()
+        };
+        assert_eq!(invalid(plain_http_allowed, public, None), None);
+
+        assert_eq!(
+            invalid(secure.clone(), public, Some("has space")),
+            Some("server_id")
+        );
+        assert_eq!(
+            invalid(secure.clone(), public, Some("ed25519:a+b/c=")),
+            None
+        );
+        let too_slow = DirectoryConfig {
+            bootstrap_heartbeat_secs: 121,
+            ..secure
+        };
+        assert_eq!(
+            invalid(too_slow, public, None),
+            Some("bootstrap_heartbeat_secs")
+        );
+        // Without a directory, none of this is asked.
+        assert_eq!(
+            invalid(
+                DirectoryConfig::default(),
+                Some("ws://localhost"),
+                Some("a b")
+            ),
+            None
+        );
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! this library.
 
 pub mod admission;
+pub mod backoff;
 pub mod buffers;
 pub mod clock;
 pub mod config;
 pub mod daily_store;
 pub mod data_dir;
+pub mod directory;
 pub mod identity;
 pub mod peer;
 pub mod protocol;
@@ -40,6 +42,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use daily_store::DailyStore;
 use data_dir::DataDir;
+use directory::{Directory, LiveCounts};
 use identity::{ServerIdentity, ServerKey};
 use session::Sessions;
 use state::SharedState;
@@ -88,6 +91,7 @@ pub struct Server {
     quic_endpoint: wtransport::quinn::Endpoint,
     sweep_interval: Duration,
     daily_store_closed: Option<tokio::sync::oneshot::Receiver<()>>,
+    directory: Option<Directory>,
 }
 
 impl Server {
@@ -108,6 +112,7 @@ impl Server {
             listen,
             tls,
             identity,
+            directory,
             transport,
             admission,
             sessions,
@@ -155,12 +160,10 @@ impl Server {
                 (state, Some(daily_store.closed))
             }
         };
-        let sessions = Sessions::new(
-            state,
-            Admissions::new(admission, clock),
-            sessions,
-            ServerIdentity::new(&identity, &server_key),
-        );
+        let identity = ServerIdentity::new(&identity, &server_key);
+        let directory =
+            Directory::from_config(&directory, &identity, server_key.public_key_base64());
+        let sessions = Sessions::new(state, Admissions::new(admission, clock), sessions, identity);
         let context = Arc::new(TransportContext {
             sessions,
             certificates,
@@ -176,6 +179,7 @@ impl Server {
             quic_endpoint,
             sweep_interval: rendezvous.sweep_interval(),
             daily_store_closed,
+            directory,
         })
     }
 
@@ -212,6 +216,7 @@ impl Server {
             quic_endpoint,
             sweep_interval,
             daily_store_closed,
+            directory,
         } = self;
         info!(
             addr = %ws_listener.local_addr().expect("bound"),
@@ -256,6 +261,21 @@ impl Server {
             let shutdown = context.shutdown.clone();
             async move { state.run_cluster(shutdown).await }
         });
+        if let Some(directory) = directory {
+            let sessions = context.sessions.clone();
+            let counts = move || {
+                let state = sessions.state().counts();
+                LiveCounts {
+                    connections: sessions.open_count(),
+                    relay_connections: state.relay_ids,
+                    signaling_connections: state.pairing_codes,
+                    active_codes: state.pairing_codes,
+                }
+            };
+            context
+                .tasks
+                .spawn(directory.run(counts, context.shutdown.clone()));
+        }
         context
             .tasks
             .spawn(transport::quic::serve(quic_endpoint, context.clone()));

@@ -84,6 +84,10 @@ pub enum Answer<T> {
 pub struct StateCounts {
     /// Names owned by live sessions.
     pub names: usize,
+    /// Sessions holding a pairing code (in cluster mode, this node's).
+    pub pairing_codes: usize,
+    /// Sessions holding a relay id (in cluster mode, this node's).
+    pub relay_ids: usize,
     pub relays: usize,
     pub rendezvous_entries: usize,
 }
@@ -132,6 +136,8 @@ struct Inner {
 #[derive(Debug, Default)]
 struct LiveCounts {
     names: AtomicUsize,
+    pairing_codes: AtomicUsize,
+    relay_ids: AtomicUsize,
     relays: AtomicUsize,
     rendezvous_entries: AtomicUsize,
 }
@@ -482,6 +488,8 @@ impl SharedState {
         let counts = &self.0.counts;
         StateCounts {
             names: counts.names.load(Ordering::Relaxed),
+            pairing_codes: counts.pairing_codes.load(Ordering::Relaxed),
+            relay_ids: counts.relay_ids.load(Ordering::Relaxed),
             relays: counts.relays.load(Ordering::Relaxed),
             rendezvous_entries: counts.rendezvous_entries.load(Ordering::Relaxed),
         }
@@ -505,6 +513,12 @@ fn run_operations(
         counts
             .names
             .store(registries.owners.len(), Ordering::Relaxed);
+        counts
+            .pairing_codes
+            .store(registries.owners.codes(), Ordering::Relaxed);
+        counts
+            .relay_ids
+            .store(registries.owners.relay_ids(), Ordering::Relaxed);
         counts
             .relays
             .store(registries.relays.len(), Ordering::Relaxed);

@@ -51,6 +51,9 @@ pub struct NameOwners {
     reserve_for: Millis,
     reserved: HashMap<Name, Reservation>,
     reservations_ending: Deadlines<Name>,
+    /// Names held as pairing codes, and as relay ids (a session holds at most one of each).
+    codes: usize,
+    relay_ids: usize,
 }
 
 impl NameOwners {
@@ -110,9 +113,13 @@ impl NameOwners {
         if holder.session != session.id {
             return Err(Taken);
         }
-        match role {
-            Role::PairingCode => holder.as_code = true,
-            Role::RelayId => holder.as_relay_id = true,
+        let (held, count) = match role {
+            Role::PairingCode => (&mut holder.as_code, &mut self.codes),
+            Role::RelayId => (&mut holder.as_relay_id, &mut self.relay_ids),
+        };
+        if !*held {
+            *held = true;
+            *count += 1;
         }
         Ok(())
     }
@@ -125,12 +132,16 @@ impl NameOwners {
         if holder.session != session {
             return;
         }
-        match role {
-            Role::PairingCode => {
-                holder.as_code = false;
-                holder.code_key = None;
-            }
-            Role::RelayId => holder.as_relay_id = false,
+        if role == Role::PairingCode {
+            holder.code_key = None;
+        }
+        let (held, count) = match role {
+            Role::PairingCode => (&mut holder.as_code, &mut self.codes),
+            Role::RelayId => (&mut holder.as_relay_id, &mut self.relay_ids),
+        };
+        if *held {
+            *held = false;
+            *count -= 1;
         }
         if !holder.as_code && !holder.as_relay_id {
             self.holders.remove(name);
@@ -241,6 +252,16 @@ impl NameOwners {
     pub fn len(&self) -> usize {
         self.holders.len()
     }
+
+    /// Names held as pairing codes: one per session holding one.
+    pub fn codes(&self) -> usize {
+        self.codes
+    }
+
+    /// Names held as relay ids: one per session holding one.
+    pub fn relay_ids(&self) -> usize {
+        self.relay_ids
+    }
 }
 
 #[cfg(test)]
@@ -282,15 +303,26 @@ mod tests {
         owners
             .bind(&name("ABC234"), &session_1, Role::RelayId, None, 0)
             .unwrap();
+        // Binding again counts nothing twice.
+        owners
+            .bind(&name("ABC234"), &session_1, Role::RelayId, None, 0)
+            .unwrap();
+        assert_eq!((owners.codes(), owners.relay_ids()), (1, 1));
         owners.release("ABC234", 1, Role::PairingCode);
+        assert_eq!((owners.codes(), owners.relay_ids()), (0, 1));
         assert_eq!(
             owners.bind(&name("ABC234"), &session_2, Role::PairingCode, None, 0),
             Err(Taken),
             "still held as a relay id"
         );
         owners.release("ABC234", 2, Role::RelayId);
+        assert_eq!(owners.relay_ids(), 1, "not released by another session");
         owners.release("ABC234", 1, Role::RelayId);
-        assert_eq!(owners.len(), 0);
+        owners.release("ABC234", 1, Role::RelayId);
+        assert_eq!(
+            (owners.len(), owners.codes(), owners.relay_ids()),
+            (0, 0, 0)
+        );
         owners
             .bind(&name("ABC234"), &session_2, Role::PairingCode, None, 0)
             .unwrap();

@@ -1,6 +1,7 @@
 //! Starting a real server on loopback and talking to it as a WebSocket client would.
 #![allow(dead_code)] // Each test file uses a different part of this helper.
 
+pub mod directory;
 pub mod redis;
 pub mod streams;
 

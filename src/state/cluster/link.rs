@@ -12,6 +12,8 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFutur
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::backoff::Backoff;
+
 /// How long one request may wait for Redis before the node counts it as unreachable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -191,7 +193,7 @@ impl Link {
                 break;
             }
         }
-        let mut retry = Backoff::new();
+        let mut retry = backoff();
         loop {
             retry.wait().await;
             match self.open().await {
@@ -206,30 +208,13 @@ impl Link {
     }
 }
 
-/// Waits between attempts that double from the first to the last, with jitter, so that nodes do not
-/// retry in step.
-pub(super) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Self { next: FIRST_RETRY }
-    }
-
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(jittered(self.next)).await;
-        self.next = (self.next * 2).min(LAST_RETRY);
-    }
+/// Waits between attempts to reach Redis.
+pub(super) fn backoff() -> Backoff {
+    Backoff::new(FIRST_RETRY, LAST_RETRY)
 }
 
 fn connection_config() -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-}
-
-/// `wait` scaled by a random factor in [0.5, 1.5), so that nodes do not retry in step.
-fn jittered(wait: Duration) -> Duration {
-    wait.mul_f64(0.5 + rand::random::<f64>())
 }

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::config::RendezvousConfig;
 use crate::protocol::ServerMessage;
 pub use link::StoreError;
-use link::{Backoff, Link};
+use link::{Link, backoff};
 
 /// How often a node says it lives, and reads which nodes died.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -248,7 +248,7 @@ impl super::SharedState {
     /// the subscription is lost, and beating at once when it is back.
     async fn receive_deliveries(&self, cluster: &Cluster) {
         let channel = keys::node_channel(&cluster.node);
-        let mut retry = Backoff::new();
+        let mut retry = backoff();
         loop {
             let at_start = cluster.subscription.lock().expect("not poisoned").take();
             let subscribed = async {
@@ -261,7 +261,7 @@ impl super::SharedState {
             };
             match subscribed.await {
                 Ok(mut pubsub) => {
-                    retry = Backoff::new();
+                    retry.reset();
                     cluster.subscribed.store(true, Ordering::Release);
                     self.beat(cluster).await;
                     let mut messages = pubsub.on_message();
