@@ -458,6 +458,91 @@ async fn a_browser_and_a_phone_pair_and_signal_across_transports_in_order() {
 }
 
 /// Three peers on three transports share an hourly token and a daily point.
+/// PROTOCOL 2.7: the web client's flat calls (here over WebSocket, JSON) and a phone's nested ones (over
+/// raw QUIC, CBOR) cross both ways, each side reading the merged shape.
+#[tokio::test]
+async fn a_flat_web_call_and_a_nested_phone_call_cross_both_ways() {
+    const CALL: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let server = TestServer::start().await;
+    let mut web = server.connect().await;
+    let mut phone = QuicClient::connect(&server).await;
+    web.request(
+        json!({"type": "register", "pairingCode": "WEBWEB", "publicKey": common::PUBLIC_KEY}),
+    )
+    .await;
+    phone
+        .request(
+            &json!({"type": "register", "pairingCode": "PHNE22", "publicKey": common::PUBLIC_KEY}),
+        )
+        .await;
+
+    // The web client calls, flat.
+    web.send_json(
+        &json!({"type": "call_offer", "targetId": "PHNE22", "callId": CALL,
+                          "sdp": "v=0 web", "withVideo": true}),
+    )
+    .await;
+    assert_eq!(
+        recv_frame(&mut phone.pushes).await,
+        json!({"type": "call_offer", "from": "WEBWEB",
+               "payload": {"callId": CALL, "sdp": "v=0 web", "withVideo": true},
+               "callId": CALL, "sdp": "v=0 web", "withVideo": true})
+    );
+    // The phone answers, nested; then each sends a candidate in its own shape.
+    let reply = phone
+        .request(&json!({"type": "call_answer", "target": "WEBWEB",
+                         "payload": {"callId": CALL, "sdp": "v=0 phone"}}))
+        .await;
+    assert_eq!(reply, json!({"type": "ack", "for": "call_answer"}));
+    assert_eq!(
+        web.recv().await,
+        json!({"type": "call_answer", "from": "PHNE22",
+               "payload": {"callId": CALL, "sdp": "v=0 phone"}, "callId": CALL, "sdp": "v=0 phone"})
+    );
+    phone
+        .request(&json!({"type": "call_ice", "target": "WEBWEB",
+                         "payload": {"callId": CALL, "candidate": "candidate:phone"}}))
+        .await;
+    assert_eq!(web.recv().await["candidate"], "candidate:phone");
+    web.send_json(
+        &json!({"type": "call_ice", "targetId": "PHNE22", "callId": CALL,
+                          "candidate": "candidate:web"}),
+    )
+    .await;
+    assert_eq!(
+        recv_frame(&mut phone.pushes).await["payload"]["candidate"],
+        "candidate:web"
+    );
+
+    // The phone calls back, nested; the web client declines, flat.
+    let call_back = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    phone
+        .request(&json!({"type": "call_offer", "target": "WEBWEB",
+                         "payload": {"callId": call_back, "sdp": "v=0 again", "withVideo": false}}))
+        .await;
+    let offer = web.recv().await;
+    assert_eq!(
+        (
+            &offer["callId"],
+            &offer["withVideo"],
+            &offer["payload"]["sdp"]
+        ),
+        (&json!(call_back), &json!(false), &json!("v=0 again"))
+    );
+    web.send_json(
+        &json!({"type": "call_reject", "targetId": "PHNE22", "callId": call_back,
+                          "reason": "busy"}),
+    )
+    .await;
+    assert_eq!(
+        recv_frame(&mut phone.pushes).await,
+        json!({"type": "call_reject", "from": "WEBWEB",
+               "payload": {"callId": call_back, "reason": "busy"}, "callId": call_back,
+               "reason": "busy"})
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn three_transports_share_one_set_of_registries() {
     let server = TestServer::start().await;
