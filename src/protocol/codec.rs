@@ -136,26 +136,53 @@ fn read_request_id(fields: &Map<String, Value>) -> Result<Option<RequestId>, &'s
 }
 
 /// Writes one message, with the `requestId` of the request it answers, if any.
+///
+/// The `requestId` is added to the message's map as written, not to a copy of the message as a value:
+/// replies are on every request's path. (`#[serde(flatten)]` would make CBOR maps of indefinite length,
+/// which minimal clients may not read.) Server messages are maps with a `type` and no `requestId` of
+/// their own.
 pub fn encode(
     message: &ServerMessage,
     request_id: Option<&RequestId>,
     encoding: Encoding,
 ) -> Vec<u8> {
-    match request_id {
-        None => encode_value(message, encoding),
-        Some(id) => {
-            // `#[serde(flatten)]` would make CBOR maps of indefinite length, which minimal clients may not
-            // read; going through a map keeps every map definite.
-            let mut value = serde_json::to_value(message).expect("server messages serialize");
-            if let Value::Object(map) = &mut value {
-                map.insert(
-                    "requestId".to_owned(),
-                    serde_json::to_value(id).expect("request ids serialize"),
-                );
-            }
-            encode_value(&value, encoding)
-        }
+    let bytes = encode_value(message, encoding);
+    match (request_id, encoding) {
+        (None, _) => bytes,
+        (Some(id), Encoding::Json) => with_json_entry(bytes, id),
+        (Some(id), Encoding::Cbor) => with_cbor_entry(bytes, id),
     }
+}
+
+/// A JSON object with `"requestId": id` added last.
+fn with_json_entry(mut object: Vec<u8>, id: &RequestId) -> Vec<u8> {
+    debug_assert!(
+        object.len() > 2 && object.ends_with(b"}"),
+        "a non-empty object"
+    );
+    object.pop();
+    object.extend_from_slice(b",\"requestId\":");
+    serde_json::to_writer(&mut object, id).expect("request ids serialize as JSON");
+    object.push(b'}');
+    object
+}
+
+/// A CBOR map of definite length with `"requestId": id` added last: its header counts one entry more.
+fn with_cbor_entry(map: Vec<u8>, id: &RequestId) -> Vec<u8> {
+    let mut decoder = ciborium_ll::Decoder::from(&map[..]);
+    let Ok(ciborium_ll::Header::Map(Some(entries))) = decoder.pull() else {
+        unreachable!("server messages are maps of definite length");
+    };
+    let entries_start = decoder.offset();
+    let mut out = Vec::with_capacity(map.len() + 24);
+    let mut encoder = ciborium_ll::Encoder::from(&mut out);
+    encoder
+        .push(ciborium_ll::Header::Map(Some(entries + 1)))
+        .expect("writing to memory");
+    out.extend_from_slice(&map[entries_start..]);
+    ciborium::into_writer("requestId", &mut out).expect("writing to memory");
+    ciborium::into_writer(id, &mut out).expect("request ids serialize as CBOR");
+    out
 }
 
 fn encode_value(value: &impl Serialize, encoding: Encoding) -> Vec<u8> {
@@ -182,6 +209,40 @@ mod tests {
 
     fn text(s: &str) -> Cbor {
         Cbor::Text(s.to_owned())
+    }
+
+    #[test]
+    fn a_request_id_is_added_to_the_map_as_written_in_both_encodings() {
+        // Maps of every header size: 1 entry, 22, 23 (whose header takes a byte more with the id), 300.
+        let wide = |entries: usize| {
+            ServerMessage::Relayed(Value::Object(
+                (0..entries)
+                    .map(|i| (format!("k{i}"), Value::from(i)))
+                    .collect(),
+            ))
+        };
+        let messages = [
+            ServerMessage::Pong,
+            ServerMessage::error(ErrorCode::Malformed, "text with \"quotes\" and }"),
+            wide(22),
+            wide(23),
+            wide(300),
+        ];
+        for message in &messages {
+            for id in [RequestId::Number(7), RequestId::Text("r-1}".into())] {
+                let mut expected = serde_json::to_value(message).unwrap();
+                expected["requestId"] = serde_json::to_value(&id).unwrap();
+                let json = encode(message, Some(&id), Encoding::Json);
+                assert_eq!(serde_json::from_slice::<Value>(&json).unwrap(), expected);
+                let cbor = encode(message, Some(&id), Encoding::Cbor);
+                let decoded: Cbor = ciborium::from_reader(&cbor[..]).unwrap();
+                let Cbor::Map(entries) = &decoded else {
+                    panic!("a map")
+                };
+                assert_eq!(entries.len(), expected.as_object().unwrap().len());
+                assert_eq!(decoded.deserialized::<Value>().unwrap(), expected);
+            }
+        }
     }
 
     #[test]
