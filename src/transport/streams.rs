@@ -222,14 +222,16 @@ async fn serve_request_stream<C: StreamConnection>(
 }
 
 /// Answers one frame of a stream, charging it unless the stream's acceptance paid for it already.
+/// Handling is boxed: it is a large future (every message family's), which would otherwise stay in the
+/// stream's task while the stream waits for its next frame.
 async fn answer(
     session: &Session,
     paid: &mut bool,
     decoded: Result<crate::protocol::Envelope, DecodeError>,
 ) -> crate::session::Reply {
     if std::mem::take(paid) {
-        session.handle_charged(decoded).await
+        Box::pin(session.handle_charged(decoded)).await
     } else {
-        session.handle(decoded).await
+        Box::pin(session.handle(decoded)).await
     }
 }

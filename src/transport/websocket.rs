@@ -285,7 +285,9 @@ where
                     };
                     self.encoding = encoding;
                     pushes.follow_encoding(encoding);
-                    let reply = session.handle(codec::decode(&bytes, encoding)).await;
+                    // Boxed: handling a request is a large future (every message family's), which
+                    // would otherwise stay in this session's task while it is idle.
+                    let reply = Box::pin(session.handle(codec::decode(&bytes, encoding))).await;
                     // WebSocket has no acks: a request that succeeded with no reply gets none, as
                     // the legacy servers did.
                     if matches!(reply.message, ServerMessage::Ack { .. }) {
