@@ -33,8 +33,9 @@ use crate::session::Session;
 /// How long a closing handshake may take before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read from the socket at a time. Small, because idle sessions are the common case and this
-/// buffer lives as long as the session.
-const READ_BUFFER: usize = 4 * 1024;
+/// buffer lives as long as the session: most requests fit in one read, and the rare large message (an
+/// SDP offer, a registration with long lists) takes a read per KiB (docs/performance.md).
+const READ_BUFFER: usize = 1024;
 
 /// Answers an HTTP request on a WebSocket path: the 101 that upgrades it, or why not.
 pub fn upgrade(
