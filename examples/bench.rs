@@ -276,6 +276,14 @@ async fn connect_many(
     (links, latencies, errors)
 }
 
+/// The answer to `request`, unless the session failed or took longer than [`TIMEOUT`].
+async fn answered(link: &mut Link, request: &Value) -> Option<Value> {
+    tokio::time::timeout(TIMEOUT, link.round_trip(request))
+        .await
+        .ok()?
+        .ok()
+}
+
 async fn close_all(links: Vec<(usize, Link)>) {
     let mut closing = tokio::task::JoinSet::new();
     for (_, link) in links {
@@ -363,10 +371,8 @@ async fn run_steady(args: &Args, server: &Server, transport: Transport) -> Row {
                 } else {
                     json!({"type": "get_relays", "peerId": peer_id, "count": 10, "requestId": k})
                 };
-                match tokio::time::timeout(TIMEOUT, link.round_trip(&request)).await {
-                    Ok(Ok(reply)) if reply["type"] != "error" => {
-                        latencies.push(due.elapsed());
-                    }
+                match answered(&mut link, &request).await {
+                    Some(reply) if reply["type"] != "error" => latencies.push(due.elapsed()),
                     _ => errors += 1,
                 }
             }
@@ -412,8 +418,8 @@ async fn run_rendezvous(args: &Args, server: &Server, transport: Transport) -> R
                     "hourlyTokens": [point(3), point(4), point(5)],
                     "relayId": format!("relay-{}", n % 100)});
                 let sent = Instant::now();
-                match tokio::time::timeout(TIMEOUT, link.round_trip(&request)).await {
-                    Ok(Ok(reply)) if reply["type"] == "rendezvous_result" => {
+                match answered(&mut link, &request).await {
+                    Some(reply) if reply["type"] == "rendezvous_result" => {
                         latencies.push(sent.elapsed());
                     }
                     _ => errors += 1,

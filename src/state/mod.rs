@@ -510,21 +510,15 @@ fn run_operations(
         if ran.is_err() {
             tracing::error!("a shared-state operation panicked; its caller is told `internal`");
         }
-        counts
-            .names
-            .store(registries.owners.len(), Ordering::Relaxed);
-        counts
-            .pairing_codes
-            .store(registries.owners.codes(), Ordering::Relaxed);
-        counts
-            .relay_ids
-            .store(registries.owners.relay_ids(), Ordering::Relaxed);
-        counts
-            .relays
-            .store(registries.relays.len(), Ordering::Relaxed);
-        counts
-            .rendezvous_entries
-            .store(registries.rendezvous.len(), Ordering::Relaxed);
+        for (count, value) in [
+            (&counts.names, registries.owners.len()),
+            (&counts.pairing_codes, registries.owners.codes()),
+            (&counts.relay_ids, registries.owners.relay_ids()),
+            (&counts.relays, registries.relays.len()),
+            (&counts.rendezvous_entries, registries.rendezvous.len()),
+        ] {
+            count.store(value, Ordering::Relaxed);
+        }
     }
 }
 
