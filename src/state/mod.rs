@@ -416,7 +416,10 @@ impl SharedState {
     /// Queues a message that another node delivered for the session holding `name` here.
     fn deliver_here(&self, name: &str, delivery: Delivery, message: serde_json::Value) {
         let name = name.to_owned();
-        let this_node = self.cluster().map(|cluster| cluster.node().to_owned());
+        // Only a link needs this node's id: not copied on every push's way.
+        let this_node = matches!(delivery, Delivery::Linked { .. })
+            .then(|| self.cluster().map(|cluster| cluster.node().to_owned()))
+            .flatten();
         self.tell(move |registries, _| {
             let message = ServerMessage::Relayed(message);
             match delivery {

@@ -59,7 +59,11 @@ impl Tunnels {
 /// Where a signal into a tunnel goes.
 enum Route {
     Here(PushSender),
-    There(TunnelEnd, String),
+    /// An end on another node, which is `node`.
+    There {
+        end: TunnelEnd,
+        node: String,
+    },
 }
 
 impl SharedState {
@@ -78,7 +82,7 @@ impl SharedState {
             Some(Route::Here(pushes)) => {
                 return Ok(pushes.forward(message).map_err(Undelivered::Refused));
             }
-            Some(Route::There(end, node)) => (end, node),
+            Some(Route::There { end, node }) => (end, node),
         };
         let cluster = self
             .cluster()
@@ -107,8 +111,11 @@ impl Registries {
     /// checked here, another node's end only where it is.
     fn tunnel_route(&mut self, session: SessionId) -> Option<Route> {
         let end = self.tunnels.end_of(session)?;
-        if let Some(node) = &end.node {
-            return Some(Route::There(end.clone(), node.clone()));
+        if let Some(node) = end.node.clone() {
+            return Some(Route::There {
+                end: end.clone(),
+                node,
+            });
         }
         match self
             .owners
