@@ -17,10 +17,12 @@ use crate::tls::Certificates;
 pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
 pub const ALPN_ZAJEL: &[u8] = b"zajel/1";
 
-/// Request streams a client may have open at once.
-const MAX_REQUEST_STREAMS: u32 = 128;
-/// Unidirectional streams a client may open: HTTP/3 needs its control and QPACK streams.
-const MAX_CLIENT_UNI_STREAMS: u32 = 16;
+/// Request streams a client may have open at once. quinn keeps an entry for every stream a client may
+/// open from the connection's start (at 128, 10 KB of tables per connection, idle or not); a client
+/// with more requests in flight opens the next stream as soon as an earlier one finishes.
+const MAX_REQUEST_STREAMS: u32 = 16;
+/// Unidirectional streams a client may open: HTTP/3 needs its control and two QPACK streams.
+const MAX_CLIENT_UNI_STREAMS: u32 = 8;
 /// Bytes a client may send on one stream ahead of the server's reading, and on all its streams together.
 const STREAM_WINDOW: u32 = 64 * 1024;
 const CONNECTION_WINDOW: u32 = 128 * 1024;
@@ -133,7 +135,11 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
             Ok(Ok(connection)) => {
                 drop(handshake);
                 let admission = context.sessions.admit(ip);
-                serve_connection(connection, admission, context).await;
+                // A task of its own: this one's state (sized for the largest handshake, WebTransport's)
+                // would otherwise be kept for the session's life.
+                context
+                    .tasks
+                    .spawn(serve_connection(connection, admission, context.clone()));
             }
             Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
             Err(_) => debug!("QUIC handshake timed out"),

@@ -36,7 +36,10 @@ pub async fn serve(
         Ok(connection) => {
             drop(in_progress);
             let admission = context.sessions.admit(ip);
-            serve_connection(connection, admission, context).await;
+            // A task of its own, not holding the handshake's state for the session's life.
+            context
+                .tasks
+                .spawn(serve_connection(connection, admission, context.clone()));
         }
         Err(err) => debug!(error = %err, "WebTransport session not established"),
     }
