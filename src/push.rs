@@ -3,11 +3,16 @@
 //! by them: in messages, in bytes per session, and through the session's buffer account in bytes across
 //! all sessions. Senders never wait: a session whose client stops reading fills its queue and is then
 //! closed as too slow, rather than buffering without limit.
+//!
+//! The queue is a `VecDeque` that allocates only when something is queued, not a channel: a tokio
+//! channel allocates a block of 32 slots when it is made, 1.4 KB kept by every session however idle
+//! (docs/performance.md).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::buffers::SessionBuffers;
 use crate::protocol::ServerMessage;
@@ -38,20 +43,25 @@ pub struct PushTooLarge {
     pub max: usize,
 }
 
-#[derive(Clone, Debug)]
+/// A queue with room for this many pushes keeps its room once emptied; a larger one gives it back.
+const KEPT_SLOTS: usize = 4;
+
+#[derive(Debug)]
 pub struct PushSender {
-    queue: mpsc::Sender<Push>,
     shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 pub struct PushReceiver {
-    queue: mpsc::Receiver<Push>,
     shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the receiver when a push is queued or the last sender goes.
+    queued: Notify,
+    capacity: usize,
     /// Whether the client reads CBOR (else JSON); WebSocket clients may change it with each request.
     cbor: AtomicBool,
     /// Bytes of the pushes in the queue.
@@ -60,7 +70,33 @@ struct Shared {
     buffers: Arc<SessionBuffers>,
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    pushes: VecDeque<Push>,
+    senders: usize,
+    receiver_gone: bool,
+}
+
 impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic elsewhere cannot leave the queue half-changed: every change is one call on it.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next push, its bytes no longer counted as queued.
+    fn pop(&self) -> Option<Push> {
+        let mut queue = self.queue();
+        let push = queue.pushes.pop_front()?;
+        if queue.pushes.is_empty() && queue.pushes.capacity() > KEPT_SLOTS {
+            queue.pushes = VecDeque::new();
+        }
+        drop(queue);
+        self.unqueue(push.bytes.len());
+        Some(push)
+    }
+
     fn encoding(&self) -> Encoding {
         if self.cbor.load(Ordering::Relaxed) {
             Encoding::Cbor
@@ -83,8 +119,13 @@ pub fn push_queue(
     encoding: Encoding,
     buffers: Arc<SessionBuffers>,
 ) -> (PushSender, PushReceiver) {
-    let (sender, receiver) = mpsc::channel(capacity);
     let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            senders: 1,
+            ..Queue::default()
+        }),
+        queued: Notify::new(),
+        capacity,
         cbor: AtomicBool::new(encoding == Encoding::Cbor),
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
@@ -92,14 +133,30 @@ pub fn push_queue(
     });
     (
         PushSender {
-            queue: sender,
             shared: shared.clone(),
         },
-        PushReceiver {
-            queue: receiver,
-            shared,
-        },
+        PushReceiver { shared },
     )
+}
+
+impl Clone for PushSender {
+    fn clone(&self) -> Self {
+        self.shared.queue().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for PushSender {
+    fn drop(&mut self) {
+        let mut queue = self.shared.queue();
+        queue.senders -= 1;
+        if queue.senders == 0 {
+            drop(queue);
+            self.shared.queued.notify_one();
+        }
+    }
 }
 
 impl PushSender {
@@ -146,34 +203,44 @@ impl PushSender {
         }
         // Counted before it can be received (and given back), so that the counts never go below zero.
         shared.buffers.hold(size);
-        match self.queue.try_send(Push { encoding, bytes }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                shared.unqueue(size);
-                Err(ForwardRefused::QueueFull)
-            }
+        let mut queue = shared.queue();
+        if queue.receiver_gone {
             // The session is ending; its pushes have nowhere to go.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                shared.unqueue(size);
-                Ok(())
-            }
+            drop(queue);
+            shared.unqueue(size);
+            return Ok(());
         }
+        if queue.pushes.len() >= shared.capacity {
+            drop(queue);
+            shared.unqueue(size);
+            return Err(ForwardRefused::QueueFull);
+        }
+        queue.pushes.push_back(Push { encoding, bytes });
+        drop(queue);
+        shared.queued.notify_one();
+        Ok(())
     }
 }
 
 impl PushReceiver {
     /// The next push, in the order they were queued.
+    /// `None` once nothing is queued and every sender is gone.
     pub async fn recv(&mut self) -> Option<Push> {
-        let push = self.queue.recv().await?;
-        self.shared.unqueue(push.bytes.len());
-        Some(push)
+        loop {
+            if let Some(push) = self.shared.pop() {
+                return Some(push);
+            }
+            if self.shared.queue().senders == 0 {
+                return None;
+            }
+            // A push queued since the check above left a permit: this returns at once.
+            self.shared.queued.notified().await;
+        }
     }
 
     /// The next push if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Push> {
-        let push = self.queue.try_recv().ok()?;
-        self.shared.unqueue(push.bytes.len());
-        Some(push)
+        self.shared.pop()
     }
 
     /// Pushes queued from now on are encoded in `encoding`.
@@ -187,8 +254,12 @@ impl PushReceiver {
 impl Drop for PushReceiver {
     fn drop(&mut self) {
         // What is still queued goes with the session.
-        self.queue.close();
-        while let Ok(push) = self.queue.try_recv() {
+        let pushes = {
+            let mut queue = self.shared.queue();
+            queue.receiver_gone = true;
+            std::mem::take(&mut queue.pushes)
+        };
+        for push in pushes {
             self.shared.unqueue(push.bytes.len());
         }
     }
@@ -287,6 +358,32 @@ mod tests {
                 Encoding::Cbor
             )
         );
+    }
+
+    #[tokio::test]
+    async fn the_receiver_waits_for_pushes_and_ends_after_the_last_sender() {
+        let (sender, mut receiver, _buffers) = queue(10, 1 << 20);
+        let second_sender = sender.clone();
+        let waiting = tokio::spawn(async move {
+            let first = receiver.recv().await;
+            let second = receiver.recv().await;
+            let end = receiver.recv().await;
+            (first, second, end)
+        });
+        tokio::task::yield_now().await;
+        sender.push(&ServerMessage::Pong).unwrap();
+        drop(sender);
+        second_sender
+            .push(&ServerMessage::HeartbeatAck { timestamp: 1 })
+            .unwrap();
+        drop(second_sender);
+        let (first, second, end) = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the receiver is woken")
+            .unwrap();
+        assert_eq!(first.unwrap().bytes, br#"{"type":"pong"}"#);
+        assert!(second.is_some(), "queued before the last sender went");
+        assert!(end.is_none(), "nothing more can come");
     }
 
     #[test]
