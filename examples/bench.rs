@@ -3,6 +3,8 @@
 //!     cargo build --release --examples
 //!     target/release/examples/bench                      # every scenario on every transport
 //!     target/release/examples/bench --transports quic --scenarios steady --steady-rate 10000
+//!     target/release/examples/bench --scenarios connect --transports quic,webtransport --hold \
+//!         --connect-sessions 20000                        # 20 000 + 20 000 sessions held together
 //!
 //! Scenarios:
 //! - `connect`: `--connect-sessions` sessions (5000), `--connect-concurrency` (256) at a time, each
@@ -69,6 +71,11 @@ struct Args {
     rendezvous_sessions: usize,
     #[arg(long, default_value_t = 100)]
     rendezvous_requests: usize,
+    /// Connect rows share one server and keep their sessions to the end: each row's RSS per session is
+    /// measured on top of the earlier rows' sessions, and the server's RSS holding them all is printed
+    /// last (the 20 000 QUIC + 20 000 WebTransport run). Only with `--scenarios connect`.
+    #[arg(long)]
+    hold: bool,
     /// Loopback source addresses to spread sessions over (127.0.0.1 up to 127.0.0.N).
     #[arg(long, default_value_t = 1)]
     sources: u8,
@@ -294,7 +301,20 @@ async fn close_all(links: Vec<(usize, Link)>) {
     while closing.join_next().await.is_some() {}
 }
 
-async fn run_connect(args: &Args, server: &Server, transport: Transport) -> Row {
+/// Sessions of a connect row, kept open by `--hold`.
+struct Held {
+    _clients: Arc<Clients>,
+    links: Vec<(usize, Link)>,
+}
+
+/// Connects and registers `--connect-sessions` sessions with pairing codes from `first_code` on; returns
+/// the row and the sessions, still open.
+async fn run_connect(
+    args: &Args,
+    server: &Server,
+    transport: Transport,
+    first_code: usize,
+) -> (Row, Held) {
     let clients = Arc::new(Clients::new(server.http, server.quic, args.sources).await);
     let pushes = Arc::new(AtomicU64::new(0));
     let (rss_before, cpu_before) = server.usage();
@@ -305,9 +325,9 @@ async fn run_connect(args: &Args, server: &Server, transport: Transport) -> Row 
         args.connect_sessions,
         args.connect_concurrency,
         &pushes,
-        |n| {
-            json!({"type": "register", "pairingCode": pairing_code(n), "publicKey": PUBLIC_KEY,
-                   "requestId": 0})
+        move |n| {
+            json!({"type": "register", "pairingCode": pairing_code(first_code + n),
+                   "publicKey": PUBLIC_KEY, "requestId": 0})
         },
     )
     .await;
@@ -317,8 +337,7 @@ async fn run_connect(args: &Args, server: &Server, transport: Transport) -> Row 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss_held, _) = server.usage();
     let held = links.len();
-    close_all(links).await;
-    Row {
+    let row = Row {
         scenario: Scenario::Connect,
         transport,
         operations: held + errors,
@@ -329,7 +348,14 @@ async fn run_connect(args: &Args, server: &Server, transport: Transport) -> Row 
         rss_per_session: (held > 0)
             .then(|| rss_held.saturating_sub(rss_before) * 1024 / held as u64),
         pushes: pushes.load(Ordering::Relaxed),
-    }
+    };
+    (
+        row,
+        Held {
+            _clients: clients,
+            links,
+        },
+    )
 }
 
 async fn run_steady(args: &Args, server: &Server, transport: Transport) -> Row {
@@ -512,11 +538,18 @@ async fn main() {
         "| scenario | transport | operations | done per second | p50 | p99 | max | errors | server CPU per operation | server RSS per idle session | pushes received |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    if args.hold {
+        return run_held(&args).await;
+    }
     for &scenario in &args.scenarios {
         for &transport in &args.transports {
             let server = Server::start(&args).await;
             let mut row = match scenario {
-                Scenario::Connect => run_connect(&args, &server, transport).await,
+                Scenario::Connect => {
+                    let (row, held) = run_connect(&args, &server, transport, 0).await;
+                    close_all(held.links).await;
+                    row
+                }
                 Scenario::Steady => run_steady(&args, &server, transport).await,
                 Scenario::Rendezvous => run_rendezvous(&args, &server, transport).await,
             };
@@ -524,4 +557,33 @@ async fn main() {
             print_row(&mut row);
         }
     }
+}
+
+/// `--hold`: every transport's connect row on one server, all sessions kept to the end.
+async fn run_held(args: &Args) {
+    assert!(
+        args.scenarios == [Scenario::Connect],
+        "--hold runs the connect scenario only"
+    );
+    let server = Server::start(args).await;
+    let (rss_fresh, _) = server.usage();
+    let mut kept = Vec::new();
+    for &transport in &args.transports {
+        let first_code = kept.iter().map(|held: &Held| held.links.len()).sum();
+        let (mut row, held) = run_connect(args, &server, transport, first_code).await;
+        print_row(&mut row);
+        kept.push(held);
+    }
+    let (rss_all, _) = server.usage();
+    let sessions: usize = kept.iter().map(|held| held.links.len()).sum();
+    println!(
+        "\nholding {sessions} sessions together: server RSS {:.1} MiB ({:.1} MiB over the fresh server's {:.1} MiB)",
+        rss_all as f64 / 1024.0,
+        rss_all.saturating_sub(rss_fresh) as f64 / 1024.0,
+        rss_fresh as f64 / 1024.0
+    );
+    for held in kept {
+        close_all(held.links).await;
+    }
+    server.stop().await;
 }
