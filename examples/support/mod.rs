@@ -69,7 +69,7 @@ impl Clients {
             .iter()
             .map(|&source| {
                 let config = wtransport::ClientConfig::builder()
-                    .with_bind_address(SocketAddr::new(source, 0))
+                    .with_bind_socket(udp_socket(source))
                     .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
                     .build();
                 wtransport::Endpoint::client(config).expect("a WebTransport client endpoint")
@@ -304,6 +304,23 @@ async fn certificate_hash(http: SocketAddr) -> [u8; 32] {
         .unwrap()
 }
 
+/// A UDP socket at `source` with buffers as large as the system allows (`net.core.rmem_max`): the
+/// default overflows when hundreds of handshakes answer at once, and every loss costs a second.
+fn udp_socket(source: IpAddr) -> std::net::UdpSocket {
+    const BUFFER: usize = 4 * 1024 * 1024;
+    let address = SocketAddr::new(source, 0);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a UDP socket");
+    let _ = socket.set_recv_buffer_size(BUFFER);
+    let _ = socket.set_send_buffer_size(BUFFER);
+    socket.bind(&address.into()).expect("a loopback address");
+    socket.into()
+}
+
 /// A raw QUIC client endpoint at `source` that trusts the certificate with `hash`.
 fn quic_endpoint(source: IpAddr, hash: [u8; 32]) -> quinn::Endpoint {
     let verifier =
@@ -316,8 +333,13 @@ fn quic_endpoint(source: IpAddr, hash: [u8; 32]) -> quinn::Endpoint {
     );
     tls.alpn_protocols = vec![b"zajel/1".to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint =
-        quinn::Endpoint::client(SocketAddr::new(source, 0)).expect("a QUIC client endpoint");
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        udp_socket(source),
+        Arc::new(quinn::TokioRuntime),
+    )
+    .expect("a QUIC client endpoint");
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     // The server keeps sessions alive; a benchmark's idle clients must not time out on their side.

@@ -28,6 +28,11 @@ const STREAM_WINDOW: u32 = 64 * 1024;
 const CONNECTION_WINDOW: u32 = 128 * 1024;
 /// Bytes quinn may have in flight to one client, not yet acknowledged.
 const SEND_WINDOW: u32 = 256 * 1024;
+/// Receive and send buffers of the UDP socket all connections share. The system default (208 KiB) is
+/// overflowed by a few hundred handshakes at once (each client's first flight is padded to 1200 bytes and
+/// retransmitted when lost), and a dropped Initial costs its client a second; the kernel caps this at
+/// `net.core.rmem_max` / `wmem_max` (docs/performance.md).
+const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// Datagrams are not part of the protocol, but WebTransport clients expect them to be allowed; nothing
 /// reads them, so their buffers stay small.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
@@ -62,7 +67,26 @@ pub fn bind(
         .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server_config.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server_config, addr)
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        udp_socket(addr)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// The endpoint's UDP socket, with room for bursts of handshakes.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, only with more losses under bursts.
+    let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Accepts connections until shutdown.
