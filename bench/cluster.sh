@@ -4,7 +4,7 @@
 # registration with dead drops and for a signal delivered to a partner (on the other node in the
 # cluster runs). Needs redis-server and a release build:
 #
-#     cargo build --release --examples && bench/cluster.sh [SESSIONS] [REQUESTS]
+#     cargo build --release --bins --examples && bench/cluster.sh [SESSIONS] [REQUESTS]
 #
 # BINARY=path/to/zajel-signal measures another build (an older one, say) on the single-node rows.
 set -euo pipefail

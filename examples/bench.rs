@@ -1,6 +1,6 @@
 //! The benchmark of issue 11, in one command: scenarios × transports, one table.
 //!
-//!     cargo build --release --examples
+//!     cargo build --release --bins --examples
 //!     target/release/examples/bench                      # every scenario on every transport
 //!     target/release/examples/bench --transports quic --scenarios steady --steady-rate 10000
 //!     target/release/examples/bench --scenarios connect --transports quic,webtransport --hold \
@@ -10,6 +10,9 @@
 //! - `connect`: `--connect-sessions` sessions (5000), `--connect-concurrency` (256) at a time, each
 //!   connecting and registering a pairing code; then held idle: the server's resident memory per session
 //!   is (RSS holding them − RSS before) / sessions.
+//! - `resume` (raw QUIC only): the connect scenario's sessions, each with a TLS session store of its own,
+//!   close and connect again: the row is the second round, whose handshakes resume the TLS session
+//!   (no certificate signature).
 //! - `steady`: `--steady-sessions` (1000) registered relays sending `update_load` and `get_relays` (10)
 //!   in turn at `--steady-rate` (20 000/s) in all, each on its schedule; latency runs from the time a
 //!   request was due, so a server that falls behind shows it (no coordinated omission).
@@ -53,7 +56,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "connect,steady,rendezvous"
+        default_value = "connect,resume,steady,rendezvous"
     )]
     scenarios: Vec<Scenario>,
     #[arg(long, default_value_t = 5000)]
@@ -97,6 +100,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Connect,
+    Resume,
     Steady,
     Rendezvous,
 }
@@ -105,6 +109,7 @@ impl Scenario {
     fn label(self) -> &'static str {
         match self {
             Self::Connect => "connect + register, held idle",
+            Self::Resume => "reconnect + register, TLS resumed",
             Self::Steady => "steady update_load + get_relays",
             Self::Rendezvous => "rendezvous with pushes",
         }
@@ -358,6 +363,54 @@ async fn run_connect(
     )
 }
 
+/// Connects and registers every session, closes them, then does it again: the second round's handshakes
+/// resume their TLS sessions. Raw QUIC only (the WebSocket rows run without TLS, and the WebTransport
+/// client keeps one ticket store per endpoint).
+async fn run_resume(args: &Args, server: &Server, transport: Transport) -> Row {
+    let clients = Arc::new(
+        Clients::new(server.http, server.quic, args.sources)
+            .await
+            .resuming(),
+    );
+    let pushes = Arc::new(AtomicU64::new(0));
+    let register = |n| {
+        json!({"type": "register", "pairingCode": pairing_code(n), "publicKey": PUBLIC_KEY,
+               "requestId": 0})
+    };
+    let connect = || {
+        connect_many(
+            &clients,
+            transport,
+            args.connect_sessions,
+            args.connect_concurrency,
+            &pushes,
+            register,
+        )
+    };
+    let (links, _, _) = connect().await;
+    close_all(links).await;
+    // The first round's connections finish closing on both sides before the measured round.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, cpu_before) = server.usage();
+    let started = Instant::now();
+    let (links, latencies, errors) = connect().await;
+    let elapsed = started.elapsed();
+    let (_, cpu_after) = server.usage();
+    let held = links.len();
+    close_all(links).await;
+    Row {
+        scenario: Scenario::Resume,
+        transport,
+        operations: held + errors,
+        elapsed,
+        latencies,
+        errors,
+        cpu_seconds: cpu_after - cpu_before,
+        rss_per_session: None,
+        pushes: pushes.load(Ordering::Relaxed),
+    }
+}
+
 async fn run_steady(args: &Args, server: &Server, transport: Transport) -> Row {
     let clients = Arc::new(Clients::new(server.http, server.quic, args.sources).await);
     let pushes = Arc::new(AtomicU64::new(0));
@@ -543,6 +596,9 @@ async fn main() {
     }
     for &scenario in &args.scenarios {
         for &transport in &args.transports {
+            if scenario == Scenario::Resume && transport != Transport::Quic {
+                continue;
+            }
             let server = Server::start(&args).await;
             let mut row = match scenario {
                 Scenario::Connect => {
@@ -550,6 +606,7 @@ async fn main() {
                     close_all(held.links).await;
                     row
                 }
+                Scenario::Resume => run_resume(&args, &server, transport).await,
                 Scenario::Steady => run_steady(&args, &server, transport).await,
                 Scenario::Rendezvous => run_rendezvous(&args, &server, transport).await,
             };

@@ -198,6 +198,11 @@ impl Certificates {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+        // Stateless session tickets (keys rotated every 6 hours): a client reconnecting resumes its TLS
+        // session without the certificate signature, and the server keeps nothing per client for it
+        // (rustls's default is a cache of 256 sessions shared by every client).
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .expect("random numbers from the operating system");
         config
     }
 

@@ -2,9 +2,10 @@
 //! percentiles, and pairing codes by number.
 #![allow(dead_code)] // Each example uses a different part.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -51,6 +52,11 @@ pub struct Clients {
     sources: Vec<IpAddr>,
     quic_endpoints: Vec<quinn::Endpoint>,
     webtransport_endpoints: Vec<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>,
+    certificate_hash: [u8; 32],
+    /// With `resuming`: each raw QUIC session number's own client configuration, so its TLS session
+    /// tickets are its own (a shared store keeps 8 tickets per server name) and it resumes when it
+    /// connects again.
+    session_configs: Option<Mutex<HashMap<usize, quinn::ClientConfig>>>,
 }
 
 impl Clients {
@@ -81,7 +87,15 @@ impl Clients {
             sources,
             quic_endpoints,
             webtransport_endpoints,
+            certificate_hash: hash,
+            session_configs: None,
         }
+    }
+
+    /// Raw QUIC sessions keep their TLS tickets per session number, to resume when they reconnect.
+    pub fn resuming(mut self) -> Self {
+        self.session_configs = Some(Mutex::new(HashMap::new()));
+        self
     }
 
     /// Opens session number `n` on `transport` and reads its `server_info`. Pushes on QUIC and
@@ -111,10 +125,20 @@ impl Clients {
                 })
             }
             Transport::Quic => {
-                let connection = self.quic_endpoints[which]
-                    .connect(self.quic, "localhost")
-                    .map_err(std::io::Error::other)?
-                    .await?;
+                let endpoint = &self.quic_endpoints[which];
+                let connecting = match &self.session_configs {
+                    None => endpoint.connect(self.quic, "localhost"),
+                    Some(configs) => {
+                        let config = configs
+                            .lock()
+                            .unwrap()
+                            .entry(n)
+                            .or_insert_with(|| quic_client_config(self.certificate_hash))
+                            .clone();
+                        endpoint.connect_with(config, self.quic, "localhost")
+                    }
+                };
+                let connection = connecting.map_err(std::io::Error::other)?.await?;
                 let pushes_stream = connection.accept_uni().await?;
                 drain_pushes(pushes_stream, pushes.clone()).await?;
                 let (send, recv) = connection.open_bi().await?;
@@ -323,6 +347,20 @@ fn udp_socket(source: IpAddr) -> std::net::UdpSocket {
 
 /// A raw QUIC client endpoint at `source` that trusts the certificate with `hash`.
 fn quic_endpoint(source: IpAddr, hash: [u8; 32]) -> quinn::Endpoint {
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        udp_socket(source),
+        Arc::new(quinn::TokioRuntime),
+    )
+    .expect("a QUIC client endpoint");
+    endpoint.set_default_client_config(quic_client_config(hash));
+    endpoint
+}
+
+/// A raw QUIC client configuration trusting the certificate with `hash`, with a TLS session store of
+/// its own.
+fn quic_client_config(hash: [u8; 32]) -> quinn::ClientConfig {
     let verifier =
         wtransport::tls::client::ServerHashVerification::new([wtransport::tls::Sha256Digest::new(
             hash,
@@ -333,20 +371,12 @@ fn quic_endpoint(source: IpAddr, hash: [u8; 32]) -> quinn::Endpoint {
     );
     tls.alpn_protocols = vec![b"zajel/1".to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        udp_socket(source),
-        Arc::new(quinn::TokioRuntime),
-    )
-    .expect("a QUIC client endpoint");
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     // The server keeps sessions alive; a benchmark's idle clients must not time out on their side.
     transport.max_idle_timeout(None);
     client.transport_config(Arc::new(transport));
-    endpoint.set_default_client_config(client);
-    endpoint
+    client
 }
 
 /// Session `n`'s pairing code: its number in the code alphabet.
