@@ -31,7 +31,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -164,14 +163,7 @@ impl Server {
         let directory =
             Directory::from_config(&directory, &identity, server_key.public_key_base64());
         let sessions = Sessions::new(state, Admissions::new(admission, clock), sessions, identity);
-        let context = Arc::new(TransportContext {
-            sessions,
-            certificates,
-            config: transport,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            quic_retries: Default::default(),
-        });
+        let context = Arc::new(TransportContext::new(sessions, certificates, transport));
         Ok(Self {
             context,
             ws_listener,

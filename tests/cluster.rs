@@ -703,6 +703,11 @@ async fn redis_lost_answers_unavailable_and_redis_back_restores_every_live_sessi
     assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
     assert_eq!(first.health().await["status"], "degraded");
     assert_eq!(first.health().await["cluster"]["redis"], "unreachable");
+    assert_eq!(
+        first.get_json("/ready").await,
+        (503, json!({"ready": false, "reason": "store unreachable"})),
+        "a load balancer sends new clients elsewhere"
+    );
 
     // Redis comes back empty: each node announces again what its live sessions hold (names first,
     // then relays and hourly entries).

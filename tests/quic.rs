@@ -4,7 +4,7 @@
 mod common;
 
 use common::streams::{QuicClient, WebTransportClient, next_frame, recv_frame, send_frame};
-use common::{TestServer, http_get, test_config};
+use common::{PUBLIC_KEY, TestServer, http_get, test_config};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use wtransport::quinn;
@@ -645,4 +645,56 @@ async fn assert_refused(connecting: quinn::Connecting) {
         }
         other => panic!("expected CONNECTION_REFUSED, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn stats_count_sessions_by_transport_as_the_zajel_servers_publish() {
+    let server = TestServer::start().await;
+    let mut web = server.connect().await;
+    let registered = web
+        .request(json!({"type": "register", "pairingCode": "ABCDE2", "publicKey": PUBLIC_KEY}))
+        .await;
+    assert_eq!(registered["type"], "registered");
+    let quic = QuicClient::connect(&server).await;
+    let relay = quic
+        .request(&json!({"type": "register", "peerId": "relay-1", "maxConnections": 5}))
+        .await;
+    assert_eq!(relay["type"], "registered", "{relay}");
+    let webtransport = WebTransportClient::connect(&server).await;
+    assert_eq!(
+        webtransport.request(&json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+
+    let (status, stats) = server.get_json("/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["serverId"], "test-server");
+    assert_eq!(stats["connections"], 3);
+    assert_eq!(stats["signalingConnections"], 1);
+    assert_eq!(stats["activeCodes"], 1);
+    assert_eq!(stats["relayConnections"], 1);
+    assert_eq!(
+        stats["sessionsByTransport"],
+        json!({"websocket": 1, "quic": 1, "webtransport": 1})
+    );
+    assert!(stats["uptime"].as_f64().is_some_and(|uptime| uptime >= 0.0));
+    assert!(stats.get("endpoint").is_some() && stats.get("region").is_some());
+
+    drop(quic);
+    server.wait_for_sessions(2).await;
+    let (_, stats) = server.get_json("/stats").await;
+    assert_eq!(
+        stats["sessionsByTransport"],
+        json!({"websocket": 1, "quic": 0, "webtransport": 1})
+    );
+    assert_eq!(stats["relayConnections"], 0);
+
+    let health = server.health().await;
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["uptime"].is_number());
+    assert_eq!(
+        server.get_json("/ready").await,
+        (200, json!({"ready": true}))
+    );
+    server.stop().await;
 }

@@ -132,8 +132,15 @@ fn route(
         // hyper leaves the body out of HEAD answers by itself.
         (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, &context.health()),
         (&Method::GET | &Method::HEAD, "/cert-hash") => json(StatusCode::OK, &context.cert_hash()),
-        (&Method::OPTIONS, "/health" | "/cert-hash") => cors_preflight(),
-        (_, "/health" | "/cert-hash") => plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        (&Method::GET | &Method::HEAD, "/stats") => json(StatusCode::OK, &context.stats()),
+        (&Method::GET | &Method::HEAD, "/ready") => {
+            let (status, body) = context.readiness();
+            json(status, &body)
+        }
+        (&Method::OPTIONS, "/health" | "/cert-hash" | "/stats" | "/ready") => cors_preflight(),
+        (_, "/health" | "/cert-hash" | "/stats" | "/ready") => {
+            plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        }
         _ => websocket::upgrade(request, peer, context),
     }
 }

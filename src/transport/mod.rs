@@ -10,10 +10,12 @@ pub mod websocket;
 pub mod webtransport;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use base64::Engine as _;
 
+use hyper::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,9 +34,58 @@ pub struct TransportContext {
     pub tasks: TaskTracker,
     /// QUIC Retries sent: clients asked to prove their address before their handshake.
     pub quic_retries: AtomicU64,
+    pub started: Instant,
+    /// Sessions open, by [`TransportKind`].
+    open_by_transport: [AtomicUsize; 3],
+}
+
+/// The transport a session arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    WebSocket = 0,
+    Quic = 1,
+    WebTransport = 2,
+}
+
+/// A session counted as open on its transport until this is dropped.
+#[derive(Debug)]
+pub struct OpenOn<'a>(&'a AtomicUsize);
+
+impl Drop for OpenOn<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl TransportContext {
+    pub fn new(
+        sessions: Sessions,
+        certificates: Arc<Certificates>,
+        config: TransportConfig,
+    ) -> Self {
+        Self {
+            sessions,
+            certificates,
+            config,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            quic_retries: AtomicU64::new(0),
+            started: Instant::now(),
+            open_by_transport: Default::default(),
+        }
+    }
+
+    /// Counts a session as open on `kind` for as long as the returned value lives.
+    pub fn open_on(&self, kind: TransportKind) -> OpenOn<'_> {
+        let open = &self.open_by_transport[kind as usize];
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenOn(open)
+    }
+
+    fn open_on_count(&self, kind: TransportKind) -> usize {
+        self.open_by_transport[kind as usize].load(Ordering::Relaxed)
+    }
+
     /// The body of `GET /cert-hash`: what a browser passes as `serverCertificateHashes`.
     pub fn cert_hash(&self) -> serde_json::Value {
         json!({
@@ -59,6 +110,8 @@ impl TransportContext {
         json!({
             "status": if healthy { "healthy" } else { "degraded" },
             "serverId": self.sessions.identity().server_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime": self.started.elapsed().as_secs_f64(),
             "sessions": self.sessions.open_count(),
             "names": counts.names,
             "relays": counts.relays,
@@ -68,5 +121,50 @@ impl TransportContext {
             "quicRetries": self.quic_retries.load(Ordering::Relaxed),
             "cluster": cluster,
         })
+    }
+
+    /// The body of `GET /stats`: the counts the Zajel servers publish (`uptime` in seconds, as theirs),
+    /// and sessions by transport.
+    pub fn stats(&self) -> serde_json::Value {
+        let identity = self.sessions.identity();
+        let counts = self.sessions.state().counts();
+        json!({
+            "serverId": identity.server_id,
+            "endpoint": identity.endpoint,
+            "region": identity.region,
+            "uptime": self.started.elapsed().as_secs_f64(),
+            "connections": self.sessions.open_count(),
+            "relayConnections": counts.relay_ids,
+            "signalingConnections": counts.pairing_codes,
+            "activeCodes": counts.pairing_codes,
+            "sessionsByTransport": {
+                "websocket": self.open_on_count(TransportKind::WebSocket),
+                "quic": self.open_on_count(TransportKind::Quic),
+                "webtransport": self.open_on_count(TransportKind::WebTransport),
+            },
+        })
+    }
+
+    /// The answer to `GET /ready`: 200 while serving; 503 once shutting down, or while the cluster's
+    /// store is unreachable (a load balancer should send new clients elsewhere).
+    pub fn readiness(&self) -> (StatusCode, serde_json::Value) {
+        let store_reachable = self
+            .sessions
+            .state()
+            .cluster()
+            .is_none_or(|cluster| cluster.is_available());
+        if self.shutdown.is_cancelled() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ready": false, "reason": "shutting down"}),
+            )
+        } else if !store_reachable {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ready": false, "reason": "store unreachable"}),
+            )
+        } else {
+            (StatusCode::OK, json!({"ready": true}))
+        }
     }
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use tracing::debug;
 use wtransport::quinn;
 
-use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
+use super::{TransportContext, TransportKind};
 use crate::config::TransportConfig;
 use crate::tls::Certificates;
 
@@ -174,6 +174,7 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
 }
 
 impl StreamConnection for quinn::Connection {
+    const KIND: TransportKind = TransportKind::Quic;
     type Send = quinn::SendStream;
     type Recv = quinn::RecvStream;
 

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use super::TransportContext;
+use super::{TransportContext, TransportKind};
 use crate::admission::{Admission, OverCapacity};
 use crate::buffers::SessionBuffers;
 use crate::protocol::codec::{self, Encoding};
@@ -40,6 +40,7 @@ pub enum CloseCode {
 
 /// A QUIC connection as sessions use it; implemented for raw QUIC and for WebTransport.
 pub trait StreamConnection: Send + Sync + 'static {
+    const KIND: TransportKind;
     type Send: AsyncWrite + Unpin + Send + 'static;
     type Recv: AsyncRead + Unpin + Send + 'static;
 
@@ -69,6 +70,7 @@ pub async fn serve_connection<C: StreamConnection>(
     };
     let connection = Arc::new(connection);
     let (session, pushes) = context.sessions.open_admitted(admission, Encoding::Cbor);
+    let _open = context.open_on(C::KIND);
     let session = Arc::new(session);
     debug!(session = session.id(), "QUIC session opened");
     let buffers = session.buffers().clone();

@@ -22,9 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{Instrument, debug, debug_span};
 
-use super::TransportContext;
 use super::frame_watch::FrameWatcher;
 use super::responses::{HttpResponse, plain};
+use super::{TransportContext, TransportKind};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
 use crate::push::{Push, PushReceiver};
@@ -172,6 +172,7 @@ pub async fn run_session<S>(
             return;
         }
     };
+    let _open = context.open_on(TransportKind::WebSocket);
     let buffers = session.buffers().clone();
     connection.stream.get_mut().count_on(buffers.clone());
     let ending = tokio::select! {

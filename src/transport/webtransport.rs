@@ -8,8 +8,8 @@ use tracing::debug;
 use wtransport::endpoint::IncomingSessionFuture;
 use wtransport::{VarInt, quinn};
 
-use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
+use super::{TransportContext, TransportKind};
 use crate::admission::Handshake;
 
 /// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
@@ -46,6 +46,7 @@ pub async fn serve(
 }
 
 impl StreamConnection for wtransport::Connection {
+    const KIND: TransportKind = TransportKind::WebTransport;
     type Send = wtransport::SendStream;
     type Recv = wtransport::RecvStream;
 

@@ -119,9 +119,16 @@ impl TestServer {
     }
 
     pub async fn health(&self) -> Value {
-        let body = http_get(self.addr, "/health").await;
-        let json_start = body.find("\r\n\r\n").expect("a header block") + 4;
-        serde_json::from_str(&body[json_start..]).expect("health is JSON")
+        self.get_json("/health").await.1
+    }
+
+    /// GETs a JSON route: the status code and the body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = http_get(self.addr, path).await;
+        let status = response[9..12].parse().expect("a status line");
+        let json_start = response.find("\r\n\r\n").expect("a header block") + 4;
+        let body = serde_json::from_str(&response[json_start..]).expect("a JSON body");
+        (status, body)
     }
 }
 
