@@ -66,6 +66,29 @@ pub struct Config {
     #[command(flatten)]
     #[serde(flatten)]
     pub pairing: PairingConfig,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub logging: LoggingConfig,
+}
+
+/// What the log looks like. Levels and targets come from `RUST_LOG` [default: info].
+#[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Logging")]
+pub struct LoggingConfig {
+    /// `text`: one line per event; `json`: one JSON object per line (timestamp, level, fields, the
+    /// spans it happened in), for log collectors.
+    #[arg(long, env = "ZAJEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Many nodes sharing one set of registries.

@@ -2,16 +2,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
+use zajel_signal::config::LogFormat;
 use zajel_signal::{Config, Server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
     let config = match Config::load() {
         Ok(config) => config,
         Err(err) => {
@@ -19,6 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    start_logging(config.logging.log_format);
     raise_open_file_limit();
     let server = match Server::bind(config).await {
         Ok(server) => server,
@@ -35,6 +31,15 @@ async fn main() -> ExitCode {
     });
     server.run().await;
     ExitCode::SUCCESS
+}
+
+fn start_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => log.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => log.json().with_current_span(false).init(),
+    }
 }
 
 async fn wait_for_signal() {

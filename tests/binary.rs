@@ -90,3 +90,44 @@ async fn seen(server: &TestServer) -> (String, [u8; 32]) {
         server.certificates.sha256(),
     )
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
+        .args([
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("ZAJEL_DATA_DIR", common::test_data_dir())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = tokio::time::timeout(common::PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let event: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|err| panic!("not one JSON object ({err}): {line}"));
+            assert!(event["timestamp"].is_string(), "{event}");
+            assert!(event["level"].is_string(), "{event}");
+            if event["fields"]["message"] == "serving WebSocket and HTTP" {
+                return event;
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server listens in time");
+    assert_eq!(serving["level"], "INFO");
+    let addr = serving["fields"]["addr"]
+        .as_str()
+        .expect("the address as a field");
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    child.kill().await.ok();
+}
