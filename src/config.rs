@@ -217,6 +217,12 @@ pub struct TransportConfig {
     #[arg(long, env = "ZAJEL_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
+    /// At SIGTERM or SIGINT the server stops accepting and tells every session to go (WebSocket close
+    /// 1001, QUIC and WebTransport application close 0 "shutting down"); it waits this long, in
+    /// seconds, for their closing handshakes, then exits. A second signal exits at once.
+    #[arg(long, env = "ZAJEL_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+
     /// Origins (comma-separated) allowed to open WebTransport sessions; others get 403, and requests
     /// without an Origin (non-browser clients) are allowed [default: any].
     #[arg(long, env = "ZAJEL_WEBTRANSPORT_ORIGINS", value_delimiter = ',')]
@@ -692,6 +698,10 @@ impl TransportConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn drain_time(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
     }
 
     pub fn ping_interval(&self) -> Duration {

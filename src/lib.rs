@@ -46,11 +46,11 @@ use identity::{ServerIdentity, ServerKey};
 use session::Sessions;
 use state::SharedState;
 use state::cluster::Cluster;
-use tls::{CertificateSource, Certificates};
+use tls::{CertificateSource, Certificates, Refreshed};
 use transport::TransportContext;
 
-/// How long shutdown waits for sessions to finish their closing handshakes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the daily store to write what is queued and close.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How often pairing timers are checked: warnings and timeouts are due to the second.
 const PAIRING_TICK: Duration = Duration::from_secs(1);
 /// How often the certificate is checked for renewal or changed files.
@@ -272,18 +272,29 @@ impl Server {
             .tasks
             .spawn(transport::quic::serve(quic_endpoint, context.clone()));
         transport::http::serve(ws_listener, ws_tls, context.clone()).await;
+        let drain_time = context.config.drain_time();
+        info!(
+            sessions = context.sessions.open_count(),
+            drain_secs = drain_time.as_secs(),
+            "draining: every session is told to go"
+        );
         context.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, context.tasks.wait())
+        if tokio::time::timeout(drain_time, context.tasks.wait())
             .await
             .is_err()
         {
-            warn!("some sessions did not close in time");
+            warn!(
+                sessions = context.sessions.open_count(),
+                "some sessions did not close within the drain time"
+            );
         }
         // The last handles to the state go with the context; the store then writes what is queued and
         // closes its file.
         drop(context);
         if let Some(closed) = daily_store_closed
-            && tokio::time::timeout(SHUTDOWN_GRACE, closed).await.is_err()
+            && tokio::time::timeout(STORE_CLOSE_GRACE, closed)
+                .await
+                .is_err()
         {
             warn!("the daily store did not close in time");
         }
@@ -307,11 +318,15 @@ async fn every(period: Duration, shutdown: CancellationToken, mut tick: impl Asy
 /// New handshakes get the new one; established sessions keep theirs.
 fn refresh_certificates(certificates: &Certificates) {
     match certificates.refresh(std::time::SystemTime::now()) {
-        Ok(true) => info!(
+        Ok(Refreshed::Replaced) => info!(
             sha256 = %BASE64.encode(certificates.sha256()),
             "certificate replaced"
         ),
-        Ok(false) => {}
+        Ok(Refreshed::NextMade) => info!(
+            sha256s = ?certificates.sha256s().iter().map(|hash| BASE64.encode(hash)).collect::<Vec<_>>(),
+            "next certificate made; /cert-hash lists both until it takes over"
+        ),
+        Ok(Refreshed::Unchanged) => {}
         Err(err) => warn!(error = %err, "keeping the current certificate"),
     }
 }

@@ -28,6 +28,9 @@ async fn main() -> ExitCode {
         wait_for_signal().await;
         tracing::info!("shutting down");
         shutdown.cancel();
+        wait_for_signal().await;
+        tracing::warn!("a second signal: exiting without waiting for sessions to close");
+        std::process::exit(1);
     });
     server.run().await;
     ExitCode::SUCCESS

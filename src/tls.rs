@@ -4,7 +4,9 @@
 //! A development certificate is what browsers accept through `serverCertificateHashes`: ECDSA P-256,
 //! valid for less than 14 days. Its SHA-256 is served at `GET /cert-hash`. One resolver hands the current
 //! certificate to every new handshake, so a renewed development certificate or changed PEM files take
-//! effect without touching established sessions.
+//! effect without touching established sessions. A development certificate's successor is made a day
+//! before it takes over and listed at `/cert-hash` with it, so that a page loaded in that day pins both
+//! and keeps WebTransport across the replacement.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,15 @@ use crate::data_dir::{DataDir, DataDirError};
 
 /// The development certificate's file in the data directory.
 const KEPT_FILE: &str = "development-certificate.json";
+/// Its announced successor's.
+const NEXT_FILE: &str = "development-certificate-next.json";
 
 /// How long a development certificate is valid: under the 14 days browsers allow for pinned hashes.
 const DEVELOPMENT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
 /// A development certificate is replaced once it has less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// A development certificate's successor is made and listed at /cert-hash this long before it takes over.
+const ANNOUNCE_BEFORE: Duration = Duration::from_secs(24 * 3600);
 /// Clock skew allowed for at the start of a development certificate's validity.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
@@ -113,10 +119,39 @@ struct Current {
     modified: Option<(SystemTime, SystemTime)>,
 }
 
+impl Current {
+    /// Whether a development certificate is due for replacement at `now`.
+    fn due(&self, now: SystemTime) -> bool {
+        self.not_after
+            .is_some_and(|not_after| now + RENEW_BEFORE >= not_after)
+    }
+}
+
+/// A development certificate with the form it is kept in.
+struct Development {
+    current: Current,
+    kept_json: Vec<u8>,
+}
+
+/// The certificate in use and, for a development certificate near its replacement, its successor.
+struct Held {
+    current: Current,
+    next: Option<Development>,
+}
+
+/// What a refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    Unchanged,
+    /// A development certificate's successor was made; /cert-hash lists it too.
+    NextMade,
+    Replaced,
+}
+
 /// The certificate every TLS handshake uses, replaceable while the server runs.
 pub struct Certificates {
     source: CertificateSource,
-    current: RwLock<Current>,
+    held: RwLock<Held>,
 }
 
 impl fmt::Debug for Certificates {
@@ -129,15 +164,18 @@ impl fmt::Debug for Certificates {
 
 impl Certificates {
     pub fn load(source: CertificateSource) -> Result<Arc<Self>, TlsError> {
-        let current = match &source {
-            CertificateSource::Files { cert, key } => read_files(cert, key)?,
+        let held = match &source {
+            CertificateSource::Files { cert, key } => Held {
+                current: read_files(cert, key)?,
+                next: None,
+            },
             CertificateSource::Development { hosts, kept_in } => {
                 development(hosts, kept_in.as_ref(), SystemTime::now())?
             }
         };
         Ok(Arc::new(Self {
             source,
-            current: RwLock::new(current),
+            held: RwLock::new(held),
         }))
     }
 
@@ -147,37 +185,62 @@ impl Certificates {
 
     /// SHA-256 of the DER leaf certificate, as browsers pin it.
     pub fn sha256(&self) -> [u8; 32] {
-        self.read().sha256
+        self.read().current.sha256
+    }
+
+    /// SHA-256 of the current certificate, then of its announced successor if there is one: what a
+    /// page passes as `serverCertificateHashes` to keep working across the replacement.
+    pub fn sha256s(&self) -> Vec<[u8; 32]> {
+        let held = self.read();
+        std::iter::once(held.current.sha256)
+            .chain(held.next.as_ref().map(|next| next.current.sha256))
+            .collect()
     }
 
     /// The DER leaf certificate, for clients that trust it directly (tests, tools).
     pub fn leaf_der(&self) -> CertificateDer<'static> {
-        self.read().certified.cert[0].clone()
+        self.read().current.certified.cert[0].clone()
     }
 
-    /// Replaces the certificate if it is due: a development certificate close to expiry at `now`, or PEM
-    /// files whose modification time changed. Returns whether it was replaced.
-    pub fn refresh(&self, now: SystemTime) -> Result<bool, TlsError> {
-        let replacement = match &self.source {
+    /// At `now`: a development certificate due for replacement gives way to its announced successor (or
+    /// a new one), and one due within a day gets its successor made and listed; PEM files whose
+    /// modification time changed are read again.
+    pub fn refresh(&self, now: SystemTime) -> Result<Refreshed, TlsError> {
+        match &self.source {
             CertificateSource::Development { hosts, kept_in } => {
-                let due = self
-                    .read()
-                    .not_after
-                    .is_some_and(|not_after| now + RENEW_BEFORE >= not_after);
-                if !due {
-                    return Ok(false);
+                let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
+                if held.current.due(now) {
+                    let successor = match held.next.take() {
+                        Some(next) if !next.current.due(now) => next,
+                        _ => make_development(development_names(hosts), now)?,
+                    };
+                    keep(kept_in.as_ref(), KEPT_FILE, &successor.kept_json)?;
+                    *held = Held {
+                        current: successor.current,
+                        next: None,
+                    };
+                    Ok(Refreshed::Replaced)
+                } else if held.next.is_none() && held.current.due(now + ANNOUNCE_BEFORE) {
+                    let next = make_development(development_names(hosts), now)?;
+                    keep(kept_in.as_ref(), NEXT_FILE, &next.kept_json)?;
+                    held.next = Some(next);
+                    Ok(Refreshed::NextMade)
+                } else {
+                    Ok(Refreshed::Unchanged)
                 }
-                development(hosts, kept_in.as_ref(), now)?
             }
             CertificateSource::Files { cert, key } => {
-                if self.read().modified == Some(modification_times(cert, key)?) {
-                    return Ok(false);
+                if self.read().current.modified == Some(modification_times(cert, key)?) {
+                    return Ok(Refreshed::Unchanged);
                 }
-                read_files(cert, key)?
+                let current = read_files(cert, key)?;
+                *self.held.write().unwrap_or_else(PoisonError::into_inner) = Held {
+                    current,
+                    next: None,
+                };
+                Ok(Refreshed::Replaced)
             }
-        };
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = replacement;
-        Ok(true)
+        }
     }
 
     /// A TLS server configuration that always presents the current certificate.
@@ -206,14 +269,14 @@ impl Certificates {
         config
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Held> {
+        self.held.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.read().certified.clone())
+        Some(self.read().current.certified.clone())
     }
 }
 
@@ -278,27 +341,47 @@ struct KeptCertificate {
     key_pem: String,
 }
 
-/// The kept development certificate if it is for these names and not yet due for renewal at `now`;
-/// otherwise a new one, kept in its place.
+/// The development certificate to present at `now` and its announced successor: the kept ones if they
+/// are for these names and not yet due for replacement (a successor whose predecessor is due takes
+/// over); otherwise a new one, kept in its place.
 fn development(
     hosts: &[String],
     kept_in: Option<&DataDir>,
     now: SystemTime,
-) -> Result<Current, TlsError> {
+) -> Result<Held, TlsError> {
     let names = development_names(hosts);
-    if let Some(current) = kept_in.and_then(|dir| reuse_kept(dir, &names, now)) {
-        return Ok(current);
-    }
-    let (current, kept) = make_development(names, now)?;
-    if let Some(dir) = kept_in {
-        let json = serde_json::to_vec(&kept).expect("a kept certificate serializes");
-        dir.write(KEPT_FILE, &json)?;
-    }
-    Ok(current)
+    let reuse = |file| kept_in.and_then(|dir| reuse_kept(dir, file, &names, now));
+    let (current, next) = match (reuse(KEPT_FILE), reuse(NEXT_FILE)) {
+        (Some(current), next) => {
+            let next = next.filter(|next| next.current.sha256 != current.current.sha256);
+            (current, next)
+        }
+        (None, Some(successor)) => {
+            keep(kept_in, KEPT_FILE, &successor.kept_json)?;
+            (successor, None)
+        }
+        (None, None) => {
+            let made = make_development(names, now)?;
+            keep(kept_in, KEPT_FILE, &made.kept_json)?;
+            (made, None)
+        }
+    };
+    Ok(Held {
+        current: current.current,
+        next,
+    })
 }
 
-fn reuse_kept(dir: &DataDir, names: &[String], now: SystemTime) -> Option<Current> {
-    let kept: KeptCertificate = serde_json::from_slice(&dir.read(KEPT_FILE).ok()??).ok()?;
+fn keep(kept_in: Option<&DataDir>, file: &str, json: &[u8]) -> Result<(), TlsError> {
+    if let Some(dir) = kept_in {
+        dir.write(file, json)?;
+    }
+    Ok(())
+}
+
+fn reuse_kept(dir: &DataDir, file: &str, names: &[String], now: SystemTime) -> Option<Development> {
+    let kept_json = dir.read(file).ok()??;
+    let kept: KeptCertificate = serde_json::from_slice(&kept_json).ok()?;
     let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(kept.not_after);
     if kept.names != names || now + RENEW_BEFORE >= not_after {
         return None;
@@ -309,7 +392,7 @@ fn reuse_kept(dir: &DataDir, names: &[String], now: SystemTime) -> Option<Curren
     let key = PrivateKeyDer::from_pem_slice(kept.key_pem.as_bytes()).ok()?;
     let mut current = certified_key(chain, &key).ok()?;
     current.not_after = Some(not_after);
-    Some(current)
+    Some(Development { current, kept_json })
 }
 
 /// localhost, 127.0.0.1, ::1, then the configured hosts.
@@ -327,10 +410,7 @@ fn development_names(hosts: &[String]) -> Vec<String> {
     names
 }
 
-fn make_development(
-    names: Vec<String>,
-    now: SystemTime,
-) -> Result<(Current, KeptCertificate), TlsError> {
+fn make_development(names: Vec<String>, now: SystemTime) -> Result<Development, TlsError> {
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::new(names.clone())?;
     let not_before = now - BACKDATE;
@@ -362,7 +442,8 @@ fn make_development(
         certificate_pem: certificate.pem(),
         key_pem: key_pair.serialize_pem(),
     };
-    Ok((current, kept))
+    let kept_json = serde_json::to_vec(&kept).expect("a kept certificate serializes");
+    Ok(Development { current, kept_json })
 }
 
 #[cfg(test)]
@@ -372,8 +453,9 @@ mod tests {
     #[test]
     fn development_certificates_suit_browsers() {
         let now = SystemTime::now();
-        let (current, _) =
-            make_development(development_names(&["signal.example".into()]), now).unwrap();
+        let current = make_development(development_names(&["signal.example".into()]), now)
+            .unwrap()
+            .current;
         let valid_for = current
             .not_after
             .unwrap()
@@ -390,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn development_certificates_are_renewed_before_they_expire() {
+    fn a_development_certificate_is_announced_a_day_ahead_then_takes_over() {
         let certificates = Certificates::load(CertificateSource::Development {
             hosts: vec![],
             kept_in: None,
@@ -398,19 +480,68 @@ mod tests {
         .unwrap();
         let first = certificates.sha256();
         let now = SystemTime::now();
-        assert!(!certificates.refresh(now).unwrap());
-        assert!(
-            !certificates
-                .refresh(now + Duration::from_secs(9 * 24 * 3600))
-                .unwrap()
+        assert_eq!(certificates.refresh(now).unwrap(), Refreshed::Unchanged);
+        assert_eq!(
+            certificates.refresh(now + days(8)).unwrap(),
+            Refreshed::Unchanged
         );
-        assert_eq!(certificates.sha256(), first);
-        assert!(
+        assert_eq!(certificates.sha256s(), vec![first]);
+        assert_eq!(
+            certificates.refresh(now + days(9)).unwrap(),
+            Refreshed::NextMade
+        );
+        let hashes = certificates.sha256s();
+        assert_eq!(hashes.len(), 2);
+        assert_eq!(hashes[0], first, "the current one first");
+        assert_ne!(hashes[1], first);
+        assert_eq!(certificates.sha256(), first, "the current one still serves");
+        assert_eq!(
             certificates
-                .refresh(now + Duration::from_secs(11 * 24 * 3600))
-                .unwrap()
+                .refresh(now + days(9) + Duration::from_secs(3600))
+                .unwrap(),
+            Refreshed::Unchanged,
+            "made once"
         );
-        assert_ne!(certificates.sha256(), first);
+        assert_eq!(
+            certificates.refresh(now + days(10)).unwrap(),
+            Refreshed::Replaced
+        );
+        assert_eq!(
+            certificates.sha256s(),
+            vec![hashes[1]],
+            "the announced one took over"
+        );
+    }
+
+    fn days(count: u64) -> Duration {
+        Duration::from_secs(count * 24 * 3600)
+    }
+
+    #[test]
+    fn an_announced_successor_is_listed_again_after_a_restart() {
+        let root = std::env::temp_dir().join(format!("zajel-tls-next-{}", std::process::id()));
+        let dir = DataDir::open(&root).unwrap();
+        let source = || CertificateSource::Development {
+            hosts: vec![],
+            kept_in: Some(dir.clone()),
+        };
+        let first = Certificates::load(source()).unwrap();
+        let now = SystemTime::now();
+        assert_eq!(first.refresh(now + days(9)).unwrap(), Refreshed::NextMade);
+        let restarted = Certificates::load(source()).unwrap();
+        assert_eq!(restarted.sha256s(), first.sha256s());
+        assert_eq!(
+            restarted.refresh(now + days(10)).unwrap(),
+            Refreshed::Replaced
+        );
+        assert_eq!(restarted.sha256(), first.sha256s()[1]);
+        let restarted_again = Certificates::load(source()).unwrap();
+        assert_eq!(
+            restarted_again.sha256s(),
+            vec![first.sha256s()[1]],
+            "the successor is now the kept certificate, listed once"
+        );
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
@@ -432,7 +563,7 @@ mod tests {
         );
         // Renewal keeps the new certificate too.
         let renewal = SystemTime::now() + Duration::from_secs(11 * 24 * 3600);
-        assert!(other_names.refresh(renewal).unwrap());
+        assert_eq!(other_names.refresh(renewal).unwrap(), Refreshed::Replaced);
         let restarted = Certificates::load(source(&["b.example"])).unwrap();
         assert_eq!(restarted.sha256(), other_names.sha256());
         std::fs::remove_dir_all(root).unwrap();
@@ -456,7 +587,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(certificates.leaf_der(), first);
-        assert!(!certificates.refresh(SystemTime::now()).unwrap());
+        assert_eq!(
+            certificates.refresh(SystemTime::now()).unwrap(),
+            Refreshed::Unchanged
+        );
         // Make sure the new files get a different modification time.
         let later = SystemTime::now() + Duration::from_secs(5);
         let second = write("two.example");
@@ -468,7 +602,10 @@ mod tests {
                 .set_modified(later)
                 .unwrap();
         }
-        assert!(certificates.refresh(SystemTime::now()).unwrap());
+        assert_eq!(
+            certificates.refresh(SystemTime::now()).unwrap(),
+            Refreshed::Replaced
+        );
         assert_eq!(certificates.leaf_der(), second);
         std::fs::remove_dir_all(&dir).ok();
     }

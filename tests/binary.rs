@@ -131,3 +131,116 @@ async fn json_logs_are_one_object_per_line() {
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     child.kill().await.ok();
 }
+
+/// The server binary with its text log read line by line.
+struct Binary {
+    child: tokio::process::Child,
+    log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Binary {
+    /// Starts the binary on loopback with `args`; returns it and its WebSocket address.
+    async fn start(args: &[&str]) -> (Self, std::net::SocketAddr) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
+            .args(["--ws-listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("ZAJEL_DATA_DIR", common::test_data_dir())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        let log = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut binary = Self { child, log };
+        let line = binary.wait_for_log(" addr=").await;
+        let addr = line.split(" addr=").nth(1).unwrap();
+        let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
+        (binary, addr)
+    }
+
+    /// Reads the log up to the first line containing `needle`.
+    async fn wait_for_log(&mut self, needle: &str) -> String {
+        tokio::time::timeout(common::PATIENCE, async {
+            while let Some(line) = self.log.next_line().await.unwrap() {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("the log ended without {needle:?}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in the log in time"))
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: sending a signal to a child process this test started and still owns.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for the process to end (reading the rest of its log) and returns its status.
+    async fn exit_status(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(common::PATIENCE, async {
+            while let Ok(Some(_)) = self.log.next_line().await {}
+            self.child.wait().await.unwrap()
+        })
+        .await
+        .expect("the server exits in time")
+    }
+}
+
+#[tokio::test]
+async fn sigterm_under_load_closes_every_session_with_1001_and_exits_0() {
+    let (binary, addr) = Binary::start(&["--drain-secs", "5"]).await;
+    let mut sessions = tokio::task::JoinSet::new();
+    let (started_tx, mut started) = tokio::sync::mpsc::channel(40);
+    for _ in 0..40 {
+        let started_tx = started_tx.clone();
+        sessions.spawn(async move {
+            let mut client = Client::connect(addr).await;
+            let mut answered = 0;
+            loop {
+                client.send_json(&json!({"type": "ping"})).await;
+                match client.next().await {
+                    common::Received::Message(pong) => {
+                        assert_eq!(pong["type"], "pong");
+                        answered += 1;
+                        if answered == 1 {
+                            started_tx.send(()).await.unwrap();
+                        }
+                    }
+                    common::Received::Closed(frame) => {
+                        return frame.map(|frame| u16::from(frame.code));
+                    }
+                }
+            }
+        });
+    }
+    // Every session is busy with requests when the signal comes.
+    for _ in 0..40 {
+        started.recv().await.unwrap();
+    }
+    binary.signal(libc::SIGTERM);
+    while let Some(closed) = sessions.join_next().await {
+        assert_eq!(closed.unwrap(), Some(1001), "closed as going away");
+    }
+    let status = binary.exit_status().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_without_draining() {
+    let (mut binary, addr) = Binary::start(&["--drain-secs", "30"]).await;
+    // A client that never reads: its closing handshake keeps the drain waiting.
+    let _silent = Client::connect(addr).await;
+    binary.signal(libc::SIGTERM);
+    binary.wait_for_log("draining").await;
+    binary.signal(libc::SIGTERM);
+    let status = binary.exit_status().await;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the second signal's exit, not the drain's"
+    );
+}

@@ -321,11 +321,12 @@ async fn a_replaced_certificate_serves_new_sessions_and_keeps_established_ones()
     let established = QuicClient::connect_to(server.quic_addr, first.cert.der().clone()).await;
 
     let second = common::write_certificate_at(&dir, now + std::time::Duration::from_secs(60));
-    assert!(
+    assert_eq!(
         server
             .certificates
             .refresh(std::time::SystemTime::now())
-            .unwrap()
+            .unwrap(),
+        zajel_signal::tls::Refreshed::Replaced
     );
 
     assert_eq!(
@@ -357,7 +358,11 @@ async fn cert_hash_serves_the_certificates_sha256() {
         serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     use base64::Engine as _;
     let expected = base64::engine::general_purpose::STANDARD.encode(server.certificates.sha256());
-    assert_eq!(body, json!({"algorithm": "sha-256", "value": expected}));
+    assert_eq!(
+        body,
+        json!({"algorithm": "sha-256", "value": expected, "values": [expected]}),
+        "one certificate listed until a successor is announced"
+    );
     server.stop().await;
 }
 

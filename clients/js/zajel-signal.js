@@ -4,12 +4,17 @@
 //   const client = await connect({
 //     webTransportUrl: "https://127.0.0.1:4433/",
 //     webSocketUrl: "ws://127.0.0.1:8080/",
-//     certificateHash: (await fetchCertificateHash("http://127.0.0.1:8080")).value, // self-made certs
+//     certificateHash: (await fetchCertificateHash("http://127.0.0.1:8080")).values, // self-made certs
 //     onPush: (message) => console.log("push", message),
 //   });
 //   const reply = await client.request({ type: "ping" });
 
-/** Fetches `GET /cert-hash` from the server's HTTP port: `{algorithm: "sha-256", value: <base64>}`. */
+/**
+ * Fetches `GET /cert-hash` from the server's HTTP port: `{algorithm: "sha-256", value: <base64>,
+ * values: [<base64>...]}`. `values` lists the current certificate's hash and, in the day before a
+ * development certificate is replaced, its successor's: pass `values` as `certificateHash` so that the
+ * session keeps WebTransport across the replacement.
+ */
 export async function fetchCertificateHash(httpBase) {
   const response = await fetch(new URL("/cert-hash", httpBase));
   if (!response.ok) throw new Error(`GET /cert-hash: ${response.status}`);
@@ -140,8 +145,15 @@ class Session {
 
 class WebTransportClient extends Session {
   static async open(url, certificateHash, attempt) {
-    const options = certificateHash
-      ? { serverCertificateHashes: [{ algorithm: "sha-256", value: base64ToBytes(certificateHash) }] }
+    // One base64 hash, or a list of them.
+    const hashes = certificateHash ? [].concat(certificateHash) : [];
+    const options = hashes.length
+      ? {
+          serverCertificateHashes: hashes.map((hash) => ({
+            algorithm: "sha-256",
+            value: base64ToBytes(hash),
+          })),
+        }
       : {};
     const transport = new WebTransport(url, options);
     attempt.close = () => transport.close();

@@ -88,9 +88,12 @@ impl TransportContext {
 
     /// The body of `GET /cert-hash`: what a browser passes as `serverCertificateHashes`.
     pub fn cert_hash(&self) -> serde_json::Value {
+        let base64 = |hash: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(hash);
+        let hashes = self.certificates.sha256s();
         json!({
             "algorithm": "sha-256",
-            "value": base64::engine::general_purpose::STANDARD.encode(self.certificates.sha256()),
+            "value": base64(&hashes[0]),
+            "values": hashes.iter().map(base64).collect::<Vec<_>>(),
         })
     }
 
