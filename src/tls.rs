@@ -164,13 +164,18 @@ impl fmt::Debug for Certificates {
 
 impl Certificates {
     pub fn load(source: CertificateSource) -> Result<Arc<Self>, TlsError> {
+        Self::load_at(source, SystemTime::now())
+    }
+
+    /// Loads the certificates as at `now` (a development certificate's validity is judged by it).
+    fn load_at(source: CertificateSource, now: SystemTime) -> Result<Arc<Self>, TlsError> {
         let held = match &source {
             CertificateSource::Files { cert, key } => Held {
                 current: read_files(cert, key)?,
                 next: None,
             },
             CertificateSource::Development { hosts, kept_in } => {
-                development(hosts, kept_in.as_ref(), SystemTime::now())?
+                development(hosts, kept_in.as_ref(), now)?
             }
         };
         Ok(Arc::new(Self {
@@ -210,11 +215,18 @@ impl Certificates {
             CertificateSource::Development { hosts, kept_in } => {
                 let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
                 if held.current.due(now) {
-                    let successor = match held.next.take() {
-                        Some(next) if !next.current.due(now) => next,
-                        _ => make_development(development_names(hosts), now)?,
+                    // Kept before it is taken: if keeping fails, the announced successor stays announced.
+                    let successor = match held.next.as_ref() {
+                        Some(next) if !next.current.due(now) => {
+                            keep(kept_in.as_ref(), KEPT_FILE, &next.kept_json)?;
+                            held.next.take().expect("just seen")
+                        }
+                        _ => {
+                            let made = make_development(development_names(hosts), now)?;
+                            keep(kept_in.as_ref(), KEPT_FILE, &made.kept_json)?;
+                            made
+                        }
                     };
-                    keep(kept_in.as_ref(), KEPT_FILE, &successor.kept_json)?;
                     *held = Held {
                         current: successor.current,
                         next: None,
@@ -541,6 +553,26 @@ mod tests {
             vec![first.sha256s()[1]],
             "the successor is now the kept certificate, listed once"
         );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_server_down_when_its_certificate_was_due_starts_with_the_announced_successor() {
+        let root = std::env::temp_dir().join(format!("zajel-tls-down-{}", std::process::id()));
+        let dir = DataDir::open(&root).unwrap();
+        let source = || CertificateSource::Development {
+            hosts: vec![],
+            kept_in: Some(dir.clone()),
+        };
+        let now = SystemTime::now();
+        let before = Certificates::load_at(source(), now).unwrap();
+        assert_eq!(before.refresh(now + days(9)).unwrap(), Refreshed::NextMade);
+        let announced = before.sha256s()[1];
+        // Down from day 9 to day 11: the kept certificate is due at start.
+        let after = Certificates::load_at(source(), now + days(11)).unwrap();
+        assert_eq!(after.sha256s(), vec![announced]);
+        let again = Certificates::load_at(source(), now + days(11)).unwrap();
+        assert_eq!(again.sha256(), announced, "and kept as the current one");
         std::fs::remove_dir_all(root).unwrap();
     }
 

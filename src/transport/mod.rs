@@ -34,6 +34,7 @@ pub struct TransportContext {
     pub tasks: TaskTracker,
     /// QUIC Retries sent: clients asked to prove their address before their handshake.
     pub quic_retries: AtomicU64,
+    /// When the server started, for `uptime`.
     pub started: Instant,
     /// Sessions open, by [`TransportKind`].
     open_by_transport: [AtomicUsize; 3],
