@@ -23,12 +23,24 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the server says it is ready: a SIGTERM from then on drains instead of killing it.
+    let mut stop_signals = match StopSignals::install() {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("zajel-signal: cannot handle stop signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // systemd's Type=notify (deploy/zajel-signal.service): ready once every listener is bound. Without
+    // NOTIFY_SOCKET (not under systemd) these do nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let shutdown = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop_signals.next().await;
         tracing::info!("shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         shutdown.cancel();
-        wait_for_signal().await;
+        stop_signals.next().await;
         tracing::warn!("a second signal: exiting without waiting for sessions to close");
         std::process::exit(1);
     });
@@ -45,25 +57,44 @@ fn start_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, handled from the moment this is made (their default would kill the process).
+#[cfg(unix)]
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+}
+
+/// Ctrl-C where there are no Unix signals.
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Every session holds a socket: allow as many open files as the hard limit permits.

@@ -244,3 +244,38 @@ async fn a_second_signal_exits_at_once_without_draining() {
         "the second signal's exit, not the drain's"
     );
 }
+
+#[tokio::test]
+async fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
+    let socket_path = std::env::temp_dir().join(format!("zajel-notify-{}", std::process::id()));
+    let _ = std::fs::remove_file(&socket_path);
+    let notifications = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let next_notification = async || {
+        let mut buffer = [0u8; 256];
+        let length = tokio::time::timeout(common::PATIENCE, notifications.recv(&mut buffer))
+            .await
+            .expect("a notification in time")
+            .unwrap();
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
+        .args(["--ws-listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
+        .env("ZAJEL_DATA_DIR", common::test_data_dir())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    assert!(next_notification().await.contains("READY=1"));
+    // At once: from READY=1 on, a SIGTERM must drain, not kill.
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: sending a signal to a child process this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(next_notification().await.contains("STOPPING=1"));
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the server exits in time")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_file(&socket_path).ok();
+}
