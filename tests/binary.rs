@@ -94,19 +94,9 @@ async fn seen(server: &TestServer) -> (String, [u8; 32]) {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
-        .args([
-            "--ws-listen",
-            "127.0.0.1:0",
-            "--quic-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("ZAJEL_DATA_DIR", common::test_data_dir())
-        .env("RUST_LOG", "info")
+    let mut child = on_loopback()
+        .args(["--log-format", "json"])
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -132,6 +122,17 @@ async fn json_logs_are_one_object_per_line() {
     child.kill().await.ok();
 }
 
+/// The server binary on loopback ports, with a data directory of its own, logging at info.
+fn on_loopback() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zajel-signal"));
+    command
+        .args(["--ws-listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
+        .env("ZAJEL_DATA_DIR", common::test_data_dir())
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    command
+}
+
 /// The server binary with its text log read line by line.
 struct Binary {
     child: tokio::process::Child,
@@ -142,13 +143,9 @@ impl Binary {
     /// Starts the binary on loopback with `args`; returns it and its WebSocket address.
     async fn start(args: &[&str]) -> (Self, std::net::SocketAddr) {
         use tokio::io::AsyncBufReadExt;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
-            .args(["--ws-listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
+        let mut child = on_loopback()
             .args(args)
-            .env("ZAJEL_DATA_DIR", common::test_data_dir())
-            .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("the server binary starts");
         let log = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -258,12 +255,9 @@ async fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
             .unwrap();
         String::from_utf8_lossy(&buffer[..length]).into_owned()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zajel-signal"))
-        .args(["--ws-listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"])
-        .env("ZAJEL_DATA_DIR", common::test_data_dir())
+    let mut child = on_loopback()
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
     assert!(next_notification().await.contains("READY=1"));

@@ -24,26 +24,22 @@ where
     }
 }
 
-#[tokio::test]
-async fn wss_serves_sessions_with_the_configured_certificate() {
-    let dir = std::env::temp_dir().join(format!("zajel-wss-test-{}", std::process::id()));
-    let certified = common::write_certificate(&dir);
+/// A server speaking TLS on its TCP port with a certificate written in `dir`.
+async fn wss_server(dir: &std::path::Path) -> (TestServer, rcgen::CertifiedKey<rcgen::KeyPair>) {
+    let certified = common::write_certificate(dir);
     let mut config = test_config();
     config.listen.ws_tls = true;
     config.tls.tls_cert = Some(dir.join("cert.pem"));
     config.tls.tls_key = Some(dir.join("key.pem"));
-    let server = TestServer::start_with(config).await;
+    (TestServer::start_with(config).await, certified)
+}
 
-    let mut roots = RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).unwrap();
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let client_config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+#[tokio::test]
+async fn wss_serves_sessions_with_the_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("zajel-wss-test-{}", std::process::id()));
+    let (server, certified) = wss_server(&dir).await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(client_config))
+    let tls = client_of(&certified)
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .expect("TLS handshake with the configured certificate");
@@ -100,12 +96,7 @@ async fn health_over_tls(client: &TlsConnector, addr: std::net::SocketAddr) -> H
 #[tokio::test]
 async fn a_reconnecting_client_resumes_its_tls_session_however_many_came_between() {
     let dir = std::env::temp_dir().join(format!("zajel-wss-resume-{}", std::process::id()));
-    let certified = common::write_certificate(&dir);
-    let mut config = test_config();
-    config.listen.ws_tls = true;
-    config.tls.tls_cert = Some(dir.join("cert.pem"));
-    config.tls.tls_key = Some(dir.join("key.pem"));
-    let server = TestServer::start_with(config).await;
+    let (server, certified) = wss_server(&dir).await;
 
     let returning = client_of(&certified);
     assert_eq!(
