@@ -363,26 +363,31 @@ mod tests {
     #[tokio::test]
     async fn the_receiver_waits_for_pushes_and_ends_after_the_last_sender() {
         let (sender, mut receiver, _buffers) = queue(10, 1 << 20);
-        let second_sender = sender.clone();
         let waiting = tokio::spawn(async move {
             let first = receiver.recv().await;
-            let second = receiver.recv().await;
-            let end = receiver.recv().await;
-            (first, second, end)
+            (receiver, first)
         });
         tokio::task::yield_now().await;
         sender.push(&ServerMessage::Pong).unwrap();
+        let (mut receiver, first) = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the push, its sender still there")
+            .unwrap();
+        assert_eq!(first.unwrap().bytes, br#"{"type":"pong"}"#);
+
+        let second_sender = sender.clone();
         drop(sender);
         second_sender
             .push(&ServerMessage::HeartbeatAck { timestamp: 1 })
             .unwrap();
+        assert!(receiver.recv().await.is_some(), "queued by the clone");
+        let waiting = tokio::spawn(async move { receiver.recv().await });
+        tokio::task::yield_now().await;
         drop(second_sender);
-        let (first, second, end) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        let end = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
-            .expect("the receiver is woken")
+            .expect("woken when the last sender goes")
             .unwrap();
-        assert_eq!(first.unwrap().bytes, br#"{"type":"pong"}"#);
-        assert!(second.is_some(), "queued before the last sender went");
         assert!(end.is_none(), "nothing more can come");
     }
 
