@@ -9,7 +9,7 @@
 //! (docs/performance.md).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -64,8 +64,6 @@ struct Shared {
     capacity: usize,
     /// Whether the client reads CBOR (else JSON); WebSocket clients may change it with each request.
     cbor: AtomicBool,
-    /// Bytes of the pushes in the queue.
-    queued_bytes: AtomicUsize,
     max_bytes: usize,
     buffers: Arc<SessionBuffers>,
 }
@@ -73,6 +71,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Queue {
     pushes: VecDeque<Push>,
+    /// Bytes of the pushes queued.
+    bytes: usize,
     senders: usize,
     receiver_gone: bool,
 }
@@ -89,11 +89,12 @@ impl Shared {
     fn pop(&self) -> Option<Push> {
         let mut queue = self.queue();
         let push = queue.pushes.pop_front()?;
+        queue.bytes -= push.bytes.len();
         if queue.pushes.is_empty() && queue.pushes.capacity() > KEPT_SLOTS {
             queue.pushes = VecDeque::new();
         }
         drop(queue);
-        self.unqueue(push.bytes.len());
+        self.buffers.release(push.bytes.len());
         Some(push)
     }
 
@@ -103,11 +104,6 @@ impl Shared {
         } else {
             Encoding::Json
         }
-    }
-
-    fn unqueue(&self, size: usize) {
-        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-        self.buffers.release(size);
     }
 }
 
@@ -127,7 +123,6 @@ pub fn push_queue(
         queued: Notify::new(),
         capacity,
         cbor: AtomicBool::new(encoding == Encoding::Cbor),
-        queued_bytes: AtomicUsize::new(0),
         max_bytes,
         buffers,
     });
@@ -196,25 +191,17 @@ impl PushSender {
             }
             .into());
         }
-        let before = shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        if before + size > shared.max_bytes {
-            shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            return Err(ForwardRefused::QueueFull);
-        }
-        // Counted before it can be received (and given back), so that the counts never go below zero.
-        shared.buffers.hold(size);
         let mut queue = shared.queue();
         if queue.receiver_gone {
             // The session is ending; its pushes have nowhere to go.
-            drop(queue);
-            shared.unqueue(size);
             return Ok(());
         }
-        if queue.pushes.len() >= shared.capacity {
-            drop(queue);
-            shared.unqueue(size);
+        if queue.pushes.len() >= shared.capacity || queue.bytes + size > shared.max_bytes {
             return Err(ForwardRefused::QueueFull);
         }
+        // Counted before it can be received (and given back), so that the counts never go below zero.
+        queue.bytes += size;
+        shared.buffers.hold(size);
         queue.pushes.push_back(Push { encoding, bytes });
         drop(queue);
         shared.queued.notify_one();
@@ -254,14 +241,13 @@ impl PushReceiver {
 impl Drop for PushReceiver {
     fn drop(&mut self) {
         // What is still queued goes with the session.
-        let pushes = {
+        let bytes = {
             let mut queue = self.shared.queue();
             queue.receiver_gone = true;
-            std::mem::take(&mut queue.pushes)
+            queue.pushes = VecDeque::new();
+            std::mem::take(&mut queue.bytes)
         };
-        for push in pushes {
-            self.shared.unqueue(push.bytes.len());
-        }
+        self.shared.buffers.release(bytes);
     }
 }
 
