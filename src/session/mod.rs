@@ -16,6 +16,7 @@ mod request;
 mod signal;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
@@ -41,9 +42,19 @@ use request::Request;
 #[derive(Clone, Debug)]
 pub struct Sessions(Arc<SessionsInner>);
 
+/// The transport a session arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket = 0,
+    Quic = 1,
+    WebTransport = 2,
+}
+
 struct SessionsInner {
     state: SharedState,
     admissions: Admissions,
+    /// Sessions open, by [`Transport`].
+    open_by_transport: [AtomicUsize; 3],
     buffer_budget: Arc<BufferBudget>,
     clock: Arc<dyn Clock>,
     config: SessionConfig,
@@ -70,6 +81,7 @@ impl Sessions {
             buffer_budget: BufferBudget::new(config.max_buffered_bytes),
             state,
             admissions,
+            open_by_transport: Default::default(),
             config,
             identity,
         }))
@@ -102,6 +114,11 @@ impl Sessions {
         self.0.admissions.open_sessions()
     }
 
+    /// Sessions now open on `transport`.
+    pub fn open_on(&self, transport: Transport) -> usize {
+        self.0.open_by_transport[transport as usize].load(Ordering::Relaxed)
+    }
+
     /// Takes a place for a session from `ip` within the session limits, before it is opened.
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, OverCapacity> {
         self.0.admissions.admit(ip)
@@ -112,18 +129,21 @@ impl Sessions {
     pub fn open(
         &self,
         ip: IpAddr,
+        transport: Transport,
         encoding: Encoding,
     ) -> Result<(Session, PushReceiver), OverCapacity> {
-        Ok(self.open_admitted(self.admit(ip)?, encoding))
+        Ok(self.open_admitted(self.admit(ip)?, transport, encoding))
     }
 
     /// Opens a session for a connection admitted earlier.
     pub fn open_admitted(
         &self,
         admission: Admission,
+        transport: Transport,
         encoding: Encoding,
     ) -> (Session, PushReceiver) {
         let shared = &self.0;
+        shared.open_by_transport[transport as usize].fetch_add(1, Ordering::Relaxed);
         let config = &shared.config;
         let buffers = shared.buffer_budget.open_account(admission.id());
         let (pushes, receiver) = push_queue(
@@ -150,6 +170,7 @@ impl Sessions {
             },
             buffers,
             admission,
+            transport,
             names: AsyncMutex::new(SessionNames::default()),
             challenge: Mutex::new(None),
             buckets: Mutex::new(Buckets {
@@ -278,6 +299,7 @@ pub struct Session {
     /// The session's place within the session limits, given back when the session is dropped, and its
     /// address's shared budget.
     admission: Admission,
+    transport: Transport,
     /// Held across the state operation of a request that binds a name, so that a session's bindings
     /// happen one at a time (QUIC clients send requests on concurrent streams).
     names: AsyncMutex<SessionNames>,
@@ -421,6 +443,7 @@ impl Session {
 impl Drop for Session {
     /// Gives the session's names back, with what they held (see [`SharedState::release_session`]).
     fn drop(&mut self) {
+        self.shared.open_by_transport[self.transport as usize].fetch_sub(1, Ordering::Relaxed);
         self.state().release_session(self.id());
         debug!(session = self.id(), "session closed");
     }

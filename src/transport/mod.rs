@@ -10,7 +10,7 @@ pub mod websocket;
 pub mod webtransport;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::TransportConfig;
-use crate::session::Sessions;
+use crate::session::{Sessions, Transport};
 use crate::tls::Certificates;
 
 /// What every transport task needs.
@@ -36,26 +36,6 @@ pub struct TransportContext {
     pub quic_retries: AtomicU64,
     /// When the server started, for `uptime`.
     pub started: Instant,
-    /// Sessions open, by [`TransportKind`].
-    open_by_transport: [AtomicUsize; 3],
-}
-
-/// The transport a session arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportKind {
-    WebSocket = 0,
-    Quic = 1,
-    WebTransport = 2,
-}
-
-/// A session counted as open on its transport until this is dropped.
-#[derive(Debug)]
-pub struct OpenOn<'a>(&'a AtomicUsize);
-
-impl Drop for OpenOn<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl TransportContext {
@@ -72,19 +52,7 @@ impl TransportContext {
             tasks: TaskTracker::new(),
             quic_retries: AtomicU64::new(0),
             started: Instant::now(),
-            open_by_transport: Default::default(),
         }
-    }
-
-    /// Counts a session as open on `kind` for as long as the returned value lives.
-    pub fn open_on(&self, kind: TransportKind) -> OpenOn<'_> {
-        let open = &self.open_by_transport[kind as usize];
-        open.fetch_add(1, Ordering::Relaxed);
-        OpenOn(open)
-    }
-
-    fn open_on_count(&self, kind: TransportKind) -> usize {
-        self.open_by_transport[kind as usize].load(Ordering::Relaxed)
     }
 
     /// The body of `GET /cert-hash`: what a browser passes as `serverCertificateHashes`.
@@ -142,9 +110,9 @@ impl TransportContext {
             "signalingConnections": counts.pairing_codes,
             "activeCodes": counts.pairing_codes,
             "sessionsByTransport": {
-                "websocket": self.open_on_count(TransportKind::WebSocket),
-                "quic": self.open_on_count(TransportKind::Quic),
-                "webtransport": self.open_on_count(TransportKind::WebTransport),
+                "websocket": self.sessions.open_on(Transport::WebSocket),
+                "quic": self.sessions.open_on(Transport::Quic),
+                "webtransport": self.sessions.open_on(Transport::WebTransport),
             },
         })
     }

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use tracing::debug;
 use wtransport::quinn;
 
+use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
-use super::{TransportContext, TransportKind};
 use crate::config::TransportConfig;
+use crate::session::Transport;
 use crate::tls::Certificates;
 
 pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
@@ -174,7 +175,7 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
 }
 
 impl StreamConnection for quinn::Connection {
-    const KIND: TransportKind = TransportKind::Quic;
+    const TRANSPORT: Transport = Transport::Quic;
     type Send = quinn::SendStream;
     type Recv = quinn::RecvStream;
 

@@ -10,14 +10,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use super::{TransportContext, TransportKind};
+use super::TransportContext;
 use crate::admission::{Admission, OverCapacity};
 use crate::buffers::SessionBuffers;
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::framing::{FrameError, read_body_counted, read_length, write_frame};
 use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
 use crate::push::PushReceiver;
-use crate::session::Session;
+use crate::session::{Session, Transport};
 
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ pub enum CloseCode {
 
 /// A QUIC connection as sessions use it; implemented for raw QUIC and for WebTransport.
 pub trait StreamConnection: Send + Sync + 'static {
-    const KIND: TransportKind;
+    const TRANSPORT: Transport;
     type Send: AsyncWrite + Unpin + Send + 'static;
     type Recv: AsyncRead + Unpin + Send + 'static;
 
@@ -69,8 +69,9 @@ pub async fn serve_connection<C: StreamConnection>(
         Err(over_capacity) => return refuse(&connection, &over_capacity.to_string()).await,
     };
     let connection = Arc::new(connection);
-    let (session, pushes) = context.sessions.open_admitted(admission, Encoding::Cbor);
-    let _open = context.open_on(C::KIND);
+    let (session, pushes) = context
+        .sessions
+        .open_admitted(admission, C::TRANSPORT, Encoding::Cbor);
     let session = Arc::new(session);
     debug!(session = session.id(), "QUIC session opened");
     let buffers = session.buffers().clone();

@@ -22,13 +22,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{Instrument, debug, debug_span};
 
+use super::TransportContext;
 use super::frame_watch::FrameWatcher;
 use super::responses::{HttpResponse, plain};
-use super::{TransportContext, TransportKind};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
 use crate::push::{Push, PushReceiver};
-use crate::session::Session;
+use crate::session::{Session, Transport};
 
 /// How long a closing handshake may take before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -162,7 +162,10 @@ pub async fn run_session<S>(
         idle_timeout: context.config.idle_timeout(),
         ping_interval: context.config.ping_interval(),
     };
-    let (session, mut pushes) = match context.sessions.open(ip, Encoding::Json) {
+    let opened = context
+        .sessions
+        .open(ip, Transport::WebSocket, Encoding::Json);
+    let (session, mut pushes) = match opened {
         Ok(opened) => opened,
         Err(over_capacity) => {
             let refusal = ServerMessage::error(ErrorCode::OverCapacity, over_capacity.to_string());
@@ -172,7 +175,6 @@ pub async fn run_session<S>(
             return;
         }
     };
-    let _open = context.open_on(TransportKind::WebSocket);
     let buffers = session.buffers().clone();
     connection.stream.get_mut().count_on(buffers.clone());
     let ending = tokio::select! {

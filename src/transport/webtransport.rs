@@ -8,9 +8,10 @@ use tracing::debug;
 use wtransport::endpoint::IncomingSessionFuture;
 use wtransport::{VarInt, quinn};
 
+use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
-use super::{TransportContext, TransportKind};
 use crate::admission::Handshake;
+use crate::session::Transport;
 
 /// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
 /// checks its request, and serves the session, admitted once its handshake is over.
@@ -46,7 +47,7 @@ pub async fn serve(
 }
 
 impl StreamConnection for wtransport::Connection {
-    const KIND: TransportKind = TransportKind::WebTransport;
+    const TRANSPORT: Transport = Transport::WebTransport;
     type Send = wtransport::SendStream;
     type Recv = wtransport::RecvStream;
 

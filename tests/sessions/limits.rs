@@ -37,20 +37,31 @@ async fn sessions_beyond_the_limits_are_refused() {
     let first = fixture.open().await;
     let _second = fixture.open().await;
     assert_eq!(
-        fixture.sessions.open(LOCALHOST, Encoding::Json).err(),
+        fixture
+            .sessions
+            .open(LOCALHOST, Transport::WebSocket, Encoding::Json)
+            .err(),
         Some(OverCapacity)
     );
     let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let (_third, _) = fixture
         .sessions
-        .open(other_ip, Encoding::Json)
+        .open(other_ip, Transport::WebSocket, Encoding::Json)
         .expect("another address has room");
     assert!(
-        fixture.sessions.open(other_ip, Encoding::Json).is_err(),
+        fixture
+            .sessions
+            .open(other_ip, Transport::WebSocket, Encoding::Json)
+            .is_err(),
         "total limit"
     );
     drop(first);
-    assert!(fixture.sessions.open(LOCALHOST, Encoding::Json).is_ok());
+    assert!(
+        fixture
+            .sessions
+            .open(LOCALHOST, Transport::WebSocket, Encoding::Json)
+            .is_ok()
+    );
 }
 
 #[tokio::test]

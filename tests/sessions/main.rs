@@ -22,7 +22,7 @@ use zajel_signal::protocol::codec::{Encoding, decode, encode};
 use zajel_signal::protocol::{RequestId, ServerMessage};
 use zajel_signal::push::PushReceiver;
 use zajel_signal::registry::Swept;
-use zajel_signal::session::{Session, Sessions};
+use zajel_signal::session::{Session, Sessions, Transport};
 use zajel_signal::state::SharedState;
 use zajel_signal::{Config, ManualClock};
 
@@ -75,7 +75,10 @@ impl Fixture {
 
     /// A session from another address than the others'.
     async fn open_from(&self, ip: IpAddr) -> Peer {
-        let (session, pushes) = self.sessions.open(ip, Encoding::Json).expect("admitted");
+        let (session, pushes) = self
+            .sessions
+            .open(ip, Transport::WebSocket, Encoding::Json)
+            .expect("admitted");
         let mut peer = Peer {
             session,
             pushes,
