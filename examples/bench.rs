@@ -306,6 +306,14 @@ async fn close_all(links: Vec<(usize, Link)>) {
     while closing.join_next().await.is_some() {}
 }
 
+/// Session `n`'s first request: registering pairing code number `first_code + n`.
+fn register_code(first_code: usize) -> impl Fn(usize) -> Value + Send + Sync + 'static {
+    move |n| {
+        json!({"type": "register", "pairingCode": pairing_code(first_code + n),
+               "publicKey": PUBLIC_KEY, "requestId": 0})
+    }
+}
+
 /// Sessions of a connect row, kept open by `--hold`.
 struct Held {
     _clients: Arc<Clients>,
@@ -330,10 +338,7 @@ async fn run_connect(
         args.connect_sessions,
         args.connect_concurrency,
         &pushes,
-        move |n| {
-            json!({"type": "register", "pairingCode": pairing_code(first_code + n),
-                   "publicKey": PUBLIC_KEY, "requestId": 0})
-        },
+        register_code(first_code),
     )
     .await;
     let elapsed = started.elapsed();
@@ -373,10 +378,6 @@ async fn run_resume(args: &Args, server: &Server, transport: Transport) -> Row {
             .resuming(),
     );
     let pushes = Arc::new(AtomicU64::new(0));
-    let register = |n| {
-        json!({"type": "register", "pairingCode": pairing_code(n), "publicKey": PUBLIC_KEY,
-               "requestId": 0})
-    };
     let connect = || {
         connect_many(
             &clients,
@@ -384,7 +385,7 @@ async fn run_resume(args: &Args, server: &Server, transport: Transport) -> Row {
             args.connect_sessions,
             args.connect_concurrency,
             &pushes,
-            register,
+            register_code(0),
         )
     };
     let (links, _, _) = connect().await;
