@@ -11,7 +11,7 @@ use zajel_signal::admission::Admissions;
 use zajel_signal::config::Config;
 use zajel_signal::identity::ServerIdentity;
 use zajel_signal::protocol::codec::{Encoding, decode};
-use zajel_signal::session::{Session, Sessions};
+use zajel_signal::session::{Session, Sessions, Transport};
 use zajel_signal::state::SharedState;
 use zajel_signal::{Clock, ManualClock};
 
@@ -52,7 +52,11 @@ fn fixture() -> &'static Fixture {
                 },
             );
             let (session, pushes) = sessions
-                .open(IpAddr::V4(Ipv4Addr::LOCALHOST), Encoding::Json)
+                .open(
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    Transport::WebSocket,
+                    Encoding::Json,
+                )
                 .unwrap();
             // Pushes are dropped: a session that does not read is closed, which is fine here.
             drop(pushes);
