@@ -116,7 +116,8 @@ pub struct StorageConfig {
 #[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
 #[command(next_help_heading = "Listening")]
 pub struct ListenConfig {
-    /// TCP address for WebSocket sessions and the HTTP routes (/health, /cert-hash, /stats, /ready).
+    /// TCP address for WebSocket sessions and the HTTP routes (/health, /ready, /stats, /metrics,
+    /// /cert-hash).
     #[arg(long, env = "ZAJEL_WS_LISTEN", default_value = "0.0.0.0:8080")]
     pub ws_listen: SocketAddr,
 

@@ -14,6 +14,7 @@ pub mod daily_store;
 pub mod data_dir;
 pub mod directory;
 pub mod identity;
+pub mod metrics;
 pub mod peer;
 pub mod protocol;
 pub mod push;
@@ -43,6 +44,7 @@ use daily_store::DailyStore;
 use data_dir::DataDir;
 use directory::{Directory, LiveCounts};
 use identity::{ServerIdentity, ServerKey};
+use metrics::Introduction;
 use session::Sessions;
 use state::SharedState;
 use state::cluster::Cluster;
@@ -223,6 +225,7 @@ impl Server {
             "serving WebTransport (h3) and QUIC (zajel/1)"
         );
         let state = context.sessions.state().clone();
+        let sessions = context.sessions.clone();
         let certificates = context.certificates.clone();
         context
             .tasks
@@ -235,7 +238,11 @@ impl Server {
             context.shutdown.clone(),
             // A failed run is logged by the state; the next tick tries again.
             async move || {
-                let _ = state.run_pairing_timers().await;
+                if let Ok(run) = state.run_pairing_timers().await {
+                    let metrics = sessions.metrics();
+                    metrics.introductions_timed_out(Introduction::Pair, run.pairs_timed_out);
+                    metrics.introductions_timed_out(Introduction::Link, run.links_timed_out);
+                }
             },
         ));
         context.tasks.spawn(every(

@@ -1,5 +1,5 @@
-//! Who a client is to the server: its session's number, and the group of addresses its connection came
-//! from, which every per-address limit counts by.
+//! Who a client is to the server: its session's number, the transport it came on, and the group of
+//! addresses its connection came from, which every per-address limit counts by.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -9,6 +9,25 @@ pub type SessionId = u64;
 
 /// The session of something no live session made (it was kept across a restart).
 pub const NO_SESSION: SessionId = 0;
+
+/// The transport a session arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket = 0,
+    Quic = 1,
+    WebTransport = 2,
+}
+
+impl Transport {
+    /// The transport's name in `/stats` and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Quic => "quic",
+            Self::WebTransport => "webtransport",
+        }
+    }
+}
 
 /// The addresses one client is taken to control: an IPv4 address, or an IPv6 /64 (a home, a phone or a
 /// cloud machine is given a whole /64, so counting single IPv6 addresses would limit nothing).

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::buffers::SessionBuffers;
+use crate::metrics::{Metrics, PushDropped};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{self, Encoding};
 
@@ -66,6 +67,7 @@ struct Shared {
     cbor: AtomicBool,
     max_bytes: usize,
     buffers: Arc<SessionBuffers>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +97,7 @@ impl Shared {
         }
         drop(queue);
         self.buffers.release(push.bytes.len());
+        self.metrics.push_sent();
         Some(push)
     }
 
@@ -108,12 +111,13 @@ impl Shared {
 }
 
 /// A queue of at most `capacity` pushes and `max_bytes` bytes, encoded in `encoding` until the receiver
-/// says otherwise, counted on `buffers`.
+/// says otherwise, counted on `buffers` and in `metrics`.
 pub fn push_queue(
     capacity: usize,
     max_bytes: usize,
     encoding: Encoding,
     buffers: Arc<SessionBuffers>,
+    metrics: Arc<Metrics>,
 ) -> (PushSender, PushReceiver) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
@@ -125,6 +129,7 @@ pub fn push_queue(
         cbor: AtomicBool::new(encoding == Encoding::Cbor),
         max_bytes,
         buffers,
+        metrics,
     });
     (
         PushSender {
@@ -180,6 +185,17 @@ impl PushSender {
     }
 
     fn enqueue(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {
+        let queued = self.try_enqueue(message);
+        let metrics = &self.shared.metrics;
+        match queued {
+            Ok(()) => metrics.push_queued(),
+            Err(ForwardRefused::QueueFull) => metrics.push_dropped(PushDropped::QueueFull),
+            Err(ForwardRefused::TooLarge(_)) => metrics.push_dropped(PushDropped::TooLarge),
+        }
+        queued
+    }
+
+    fn try_enqueue(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {
         let shared = &self.shared;
         let encoding = shared.encoding();
         let bytes = codec::encode(message, None, encoding);
@@ -260,7 +276,13 @@ mod tests {
 
     fn queue(capacity: usize, max_bytes: usize) -> (PushSender, PushReceiver, Arc<SessionBuffers>) {
         let buffers = BufferBudget::new(usize::MAX).open_account(1);
-        let (sender, receiver) = push_queue(capacity, max_bytes, Encoding::Json, buffers.clone());
+        let (sender, receiver) = push_queue(
+            capacity,
+            max_bytes,
+            Encoding::Json,
+            buffers.clone(),
+            Arc::default(),
+        );
         (sender, receiver, buffers)
     }
 

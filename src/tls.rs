@@ -207,6 +207,15 @@ impl Certificates {
         self.read().current.certified.cert[0].clone()
     }
 
+    /// When the certificate presented now stops being valid, read from the certificate itself (so for
+    /// PEM files too); `None` if it cannot be parsed.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        let leaf = self.leaf_der();
+        let (_, certificate) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+        let seconds = certificate.validity().not_after.timestamp();
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+    }
+
     /// At `now`: a development certificate due for replacement gives way to its announced successor (or
     /// a new one), and one due within a day gets its successor made and listed; PEM files whose
     /// modification time changed are read again.

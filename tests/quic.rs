@@ -703,3 +703,145 @@ async fn stats_count_sessions_by_transport_as_the_zajel_servers_publish() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_what_every_transport_does() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect().await;
+    let mut bob = server.connect().await;
+    for (client, code) in [(&mut alice, "ALCE22"), (&mut bob, "BBBBB2")] {
+        let registered = client
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}))
+            .await;
+        assert_eq!(registered["type"], "registered");
+    }
+    alice.send_cbor(&json!({"type": "ping"})).await;
+    assert_eq!(alice.recv().await["type"], "pong");
+    let unknown = alice.request(json!({"type": "teleport"})).await;
+    assert_eq!(unknown["code"], "unknown_type");
+    alice
+        .send_json(&json!({"type": "pair_request", "targetCode": "BBBBB2"}))
+        .await;
+    assert_eq!(bob.recv().await["type"], "pair_incoming");
+    bob.send_json(&json!({"type": "pair_response", "targetCode": "ALCE22", "accepted": false}))
+        .await;
+    assert_eq!(alice.recv().await["type"], "pair_rejected");
+
+    let mut webtransport = WebTransportClient::connect(&server).await;
+    webtransport
+        .request(&json!({"type": "register_rendezvous", "peerId": "browser",
+                         "hourlyTokens": ["hour"], "dailyPoints": ["day"], "deadDrop": "sealed"}))
+        .await;
+    let quic = QuicClient::connect(&server).await;
+    let relay = quic
+        .request(&json!({"type": "register", "peerId": "relay-1", "maxConnections": 5}))
+        .await;
+    assert_eq!(relay["type"], "registered", "{relay}");
+    let found = quic
+        .request(&json!({"type": "register_rendezvous", "peerId": "relay-1",
+                         "hourlyTokens": ["hour"], "dailyPoints": ["day"]}))
+        .await;
+    assert_eq!(found["liveMatches"].as_array().unwrap().len(), 1);
+    assert_eq!(found["deadDrops"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        recv_frame(&mut webtransport.pushes).await["type"],
+        "rendezvous_match"
+    );
+    let relays = webtransport
+        .request(&json!({"type": "get_relays", "peerId": "browser", "count": 5}))
+        .await;
+    assert_eq!(relays["relays"].as_array().unwrap().len(), 1);
+    assert!(
+        http_get(server.addr, "/not-websocket")
+            .await
+            .starts_with("HTTP/1.1 426")
+    );
+    drop(quic);
+    server.wait_for_sessions(3).await;
+
+    let metrics = server.metrics().await;
+    let value = |series: &str| -> f64 {
+        *metrics
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} missing in {metrics:#?}"))
+    };
+    for (series, expected) in [
+        (r#"zajel_sessions_open{transport="websocket"}"#, 2.0),
+        (r#"zajel_sessions_open{transport="webtransport"}"#, 1.0),
+        (r#"zajel_sessions_open{transport="quic"}"#, 0.0),
+        (r#"zajel_sessions_opened_total{transport="quic"}"#, 1.0),
+        (
+            r#"zajel_sessions_closed_total{reason="client_closed",transport="quic"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_messages_received_total{encoding="json",type="register"}"#,
+            2.0,
+        ),
+        (
+            r#"zajel_messages_received_total{encoding="cbor",type="register"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_messages_received_total{encoding="cbor",type="ping"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_messages_received_total{encoding="json",type="other"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_messages_received_total{encoding="cbor",type="register_rendezvous"}"#,
+            2.0,
+        ),
+        (r#"zajel_errors_sent_total{code="unknown_type"}"#, 1.0),
+        (r#"zajel_errors_sent_total{code="peer_not_found"}"#, 0.0),
+        (
+            r#"zajel_introductions_total{kind="pair",outcome="requested"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_introductions_total{kind="pair",outcome="rejected"}"#,
+            1.0,
+        ),
+        (
+            r#"zajel_introductions_total{kind="pair",outcome="matched"}"#,
+            0.0,
+        ),
+        ("zajel_rendezvous_matches_total", 1.0),
+        ("zajel_dead_drops_returned_total", 1.0),
+        ("zajel_relays_listed_total", 1.0),
+        (
+            r#"zajel_handshakes_failed_total{stage="websocket_upgrade"}"#,
+            1.0,
+        ),
+        (r#"zajel_registry_entries{registry="pairing_codes"}"#, 2.0),
+        (r#"zajel_registry_entries{registry="daily_points"}"#, 1.0),
+        (r#"zajel_registry_entries{registry="dead_drops"}"#, 1.0),
+        // The QUIC client's hourly token and relay listing went with its session.
+        (r#"zajel_registry_entries{registry="hourly_tokens"}"#, 1.0),
+        (r#"zajel_registry_entries{registry="relays"}"#, 0.0),
+        (
+            r#"zajel_request_duration_seconds_count{type="register_rendezvous"}"#,
+            2.0,
+        ),
+        (
+            &format!(
+                r#"zajel_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(series), expected, "{series}");
+    }
+    // server_info for each of the four sessions; pair_incoming, pair_rejected, rendezvous_match.
+    assert_eq!(value("zajel_pushes_queued_total"), 7.0);
+    assert_eq!(value("zajel_pushes_sent_total"), 7.0);
+    // A development certificate: valid 13 days from an hour ago.
+    let days_left = value("zajel_certificate_expires_in_seconds") / 86_400.0;
+    assert!((12.9..=13.0).contains(&days_left), "{days_left}");
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    server.stop().await;
+}

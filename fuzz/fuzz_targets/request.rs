@@ -88,5 +88,5 @@ fuzz_target!(|input: &[u8]| {
     }
     fixture
         .runtime
-        .block_on(fixture.session.handle(decode(bytes, encoding)));
+        .block_on(fixture.session.handle(decode(bytes, encoding), encoding));
 });

@@ -254,3 +254,51 @@ pub enum ErrorCode {
     Internal,
     Unavailable,
 }
+
+impl ErrorCode {
+    pub const ALL: [Self; 12] = [
+        Self::Malformed,
+        Self::UnknownType,
+        Self::InvalidMessage,
+        Self::TooLarge,
+        Self::NotRegistered,
+        Self::PeerIdMismatch,
+        Self::PeerNotFound,
+        Self::RateLimited,
+        Self::PeerIdTaken,
+        Self::OverCapacity,
+        Self::Internal,
+        Self::Unavailable,
+    ];
+
+    /// The code as the wire writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidMessage => "invalid_message",
+            Self::TooLarge => "too_large",
+            Self::NotRegistered => "not_registered",
+            Self::PeerIdMismatch => "peer_id_mismatch",
+            Self::PeerNotFound => "peer_not_found",
+            Self::RateLimited => "rate_limited",
+            Self::PeerIdTaken => "peer_id_taken",
+            Self::OverCapacity => "over_capacity",
+            Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn error_codes_are_listed_in_order_and_named_as_serialized() {
+        for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, index);
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

@@ -345,6 +345,16 @@ impl PairingRegistry {
         events
     }
 
+    /// Pending pairing requests.
+    pub fn pending_pairs(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Pending link requests.
+    pub fn pending_links(&self) -> usize {
+        self.links.len()
+    }
+
     /// Pending requests, pairing and link.
     pub fn len(&self) -> usize {
         self.pending.len() + self.links.len()

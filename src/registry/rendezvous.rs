@@ -124,6 +124,17 @@ impl Entry {
     }
 }
 
+/// What a rendezvous registry holds, beside its entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RendezvousSizes {
+    /// Daily points with at least one entry.
+    pub daily_points: usize,
+    /// Daily entries carrying a dead drop.
+    pub dead_drops: usize,
+    /// Hourly tokens with at least one entry.
+    pub hourly_tokens: usize,
+}
+
 /// The entries at one daily point or hourly token.
 #[derive(Debug, Default)]
 struct Point {
@@ -200,6 +211,8 @@ struct Table {
     ttl: Millis,
     points: HashMap<Name, Point>,
     expiry: Deadlines<ExpiryItem>,
+    /// Entries others can find, at every point: for daily points, the dead drops.
+    findable: usize,
 }
 
 impl Table {
@@ -209,6 +222,7 @@ impl Table {
             ttl,
             points: HashMap::new(),
             expiry: Deadlines::default(),
+            findable: 0,
         }
     }
 
@@ -248,6 +262,7 @@ impl Table {
     ) -> Stored {
         let findable = self.is_findable(&dead_drop);
         let at_point = self.points.entry(point.clone()).or_default();
+        let findable_before = at_point.findable.len();
         if let Some(existing) = at_point.entries.get_mut(peer_id) {
             if !owner.may_replace(&existing.owner) {
                 return Stored::Kept;
@@ -262,6 +277,7 @@ impl Table {
             existing.expires = expires;
             existing.owner = owner.clone();
             at_point.make_findable(peer_id, findable);
+            self.findable = self.findable + at_point.findable.len() - findable_before;
             return Stored::Replaced(replaced);
         }
         if at_point.entries.len() >= max_peers {
@@ -286,6 +302,7 @@ impl Table {
             },
         );
         at_point.make_findable(peer_id, findable);
+        self.findable = self.findable + at_point.findable.len() - findable_before;
         *per_address.entry(owner.address).or_default() += 1;
         Stored::New
     }
@@ -306,7 +323,9 @@ impl Table {
     /// Removes an entry from the point maps only.
     fn remove_entry(&mut self, point: &str, peer_id: &str) -> Option<Entry> {
         let at_point = self.points.get_mut(point)?;
+        let findable_before = at_point.findable.len();
         let removed = at_point.remove(peer_id);
+        self.findable = self.findable + at_point.findable.len() - findable_before;
         if at_point.entries.is_empty() {
             self.points.remove(point);
         }
@@ -626,6 +645,15 @@ impl RendezvousRegistry {
         Swept {
             removed,
             done: daily_done && hourly_done,
+        }
+    }
+
+    /// What the registry holds, expired or not.
+    pub fn sizes(&self) -> RendezvousSizes {
+        RendezvousSizes {
+            daily_points: self.daily.points.len(),
+            dead_drops: self.daily.findable,
+            hourly_tokens: self.hourly.points.len(),
         }
     }
 
@@ -1131,6 +1159,35 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn sizes_follow_stores_replacements_removals_and_expiry() {
+        let mut registry = RendezvousRegistry::new(&RendezvousConfig::default());
+        let sizes = |registry: &RendezvousRegistry| {
+            let RendezvousSizes {
+                daily_points,
+                dead_drops,
+                hourly_tokens,
+            } = registry.sizes();
+            (daily_points, dead_drops, hourly_tokens)
+        };
+        let alice = Peer::new("alice", "ra");
+        let bob = Peer::new("bob", "rb");
+        alice.daily(&mut registry, START, &[("d1", Some("x")), ("d2", None)]);
+        bob.daily(&mut registry, START, &[("d1", Some("y"))]);
+        alice.hourly(&mut registry, START, &["t1", "t2"]);
+        bob.hourly(&mut registry, START, &["t1"]);
+        assert_eq!(sizes(&registry), (2, 2, 2));
+        // Replacing a drop with none, and none with a drop.
+        alice.daily(&mut registry, START, &[("d1", None), ("d2", Some("z"))]);
+        assert_eq!(sizes(&registry), (2, 2, 2));
+        alice.daily(&mut registry, START, &[("d1", None), ("d2", None)]);
+        assert_eq!(sizes(&registry), (2, 1, 2));
+        registry.remove_hourly("alice");
+        assert_eq!(sizes(&registry), (2, 1, 1));
+        registry.sweep(START + 48 * HOUR, usize::MAX);
+        assert_eq!(sizes(&registry), (0, 0, 0));
     }
 
     #[test]

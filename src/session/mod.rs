@@ -18,6 +18,7 @@ mod signal;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 
@@ -28,7 +29,9 @@ use crate::buffers::{BufferBudget, SessionBuffers};
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::identity::ServerIdentity;
+use crate::metrics::{MessageType, Metrics};
 use crate::peer::SessionId;
+pub use crate::peer::Transport;
 use crate::protocol::codec::Encoding;
 use crate::protocol::{DecodeError, Envelope, ErrorCode, Name, RequestId, ServerMessage};
 use crate::push::{PushReceiver, PushTooLarge, push_queue};
@@ -42,20 +45,13 @@ use request::Request;
 #[derive(Clone, Debug)]
 pub struct Sessions(Arc<SessionsInner>);
 
-/// The transport a session arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    WebSocket = 0,
-    Quic = 1,
-    WebTransport = 2,
-}
-
 struct SessionsInner {
     state: SharedState,
     admissions: Admissions,
     /// Sessions open, by [`Transport`].
     open_by_transport: [AtomicUsize; 3],
     buffer_budget: Arc<BufferBudget>,
+    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     config: SessionConfig,
     identity: ServerIdentity,
@@ -82,6 +78,7 @@ impl Sessions {
             state,
             admissions,
             open_by_transport: Default::default(),
+            metrics: Arc::new(Metrics::new()),
             config,
             identity,
         }))
@@ -102,6 +99,11 @@ impl Sessions {
     /// The counts of sessions and handshakes against their limits.
     pub fn admissions(&self) -> &Admissions {
         &self.0.admissions
+    }
+
+    /// What this server counts for Prometheus.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// Bytes all sessions buffer now.
@@ -144,6 +146,7 @@ impl Sessions {
     ) -> (Session, PushReceiver) {
         let shared = &self.0;
         shared.open_by_transport[transport as usize].fetch_add(1, Ordering::Relaxed);
+        shared.metrics.session_opened(transport);
         let config = &shared.config;
         let buffers = shared.buffer_budget.open_account(admission.id());
         let (pushes, receiver) = push_queue(
@@ -151,6 +154,7 @@ impl Sessions {
             config.push_queue_bytes,
             encoding,
             buffers.clone(),
+            shared.metrics.clone(),
         );
         let server_info = ServerMessage::ServerInfo {
             server_id: shared.identity.server_id.clone(),
@@ -326,24 +330,37 @@ impl Session {
         &self.buffers
     }
 
-    /// Answers one decoded message, which costs one message of the session's rate and its address's.
-    /// Never fails: every problem becomes an error reply.
-    pub async fn handle(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
+    /// Answers one decoded message, received in `encoding`, which costs one message of the session's
+    /// rate and its address's. Never fails: every problem becomes an error reply.
+    pub async fn handle(
+        &self,
+        decoded: Result<Envelope, DecodeError>,
+        encoding: Encoding,
+    ) -> Reply {
         if !self.charge_message() {
-            let request_id = match &decoded {
-                Ok(envelope) => envelope.request_id.clone(),
-                Err(err) => err.request_id.clone(),
+            let kind = self.count_received(&decoded, encoding);
+            let request_id = match decoded {
+                Ok(envelope) => envelope.request_id,
+                Err(err) => err.request_id,
             };
-            return Reply {
+            let reply = Reply {
                 message: Failure::RateLimited.into_message(),
                 request_id,
             };
+            self.shared.metrics.answered(kind, &reply.message, None);
+            return reply;
         }
-        self.handle_charged(decoded).await
+        self.handle_charged(decoded, encoding).await
     }
 
     /// Answers one decoded message already paid for (see [`Self::charge_message`]).
-    pub async fn handle_charged(&self, decoded: Result<Envelope, DecodeError>) -> Reply {
+    pub async fn handle_charged(
+        &self,
+        decoded: Result<Envelope, DecodeError>,
+        encoding: Encoding,
+    ) -> Reply {
+        let started = Instant::now();
+        let kind = self.count_received(&decoded, encoding);
         let (request_id, outcome) = match decoded {
             Err(mut err) => (err.request_id.take(), Err(Failure::Decode(err))),
             Ok(envelope) => {
@@ -358,10 +375,27 @@ impl Session {
                 (request_id, outcome)
             }
         };
+        let message = outcome.unwrap_or_else(Failure::into_message);
+        self.shared
+            .metrics
+            .answered(kind, &message, Some(started.elapsed()));
         Reply {
-            message: outcome.unwrap_or_else(Failure::into_message),
+            message,
             request_id,
         }
+    }
+
+    fn count_received(
+        &self,
+        decoded: &Result<Envelope, DecodeError>,
+        encoding: Encoding,
+    ) -> MessageType {
+        let kind = match decoded {
+            Ok(envelope) => MessageType::of(&envelope.kind),
+            Err(_) => MessageType::UNDECODABLE,
+        };
+        self.shared.metrics.message_received(kind, encoding);
+        kind
     }
 
     /// Takes one message from the session's rate and from its address's. Transports charge this way

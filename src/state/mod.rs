@@ -38,7 +38,7 @@ use owners::{NameOwners, Role};
 use tunnels::{TunnelEnd, Tunnels};
 
 pub use owners::Taken as NameTaken;
-pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused};
+pub use pairing::{LinkAnswerError, NoPendingRequest, PairingRefused, TimersRun};
 pub use rendezvous::{RendezvousRefused, RendezvousRegistration};
 
 /// Where pushes for a session go: its number and its queue.
@@ -79,7 +79,8 @@ pub enum Answer<T> {
     Accepted(T),
 }
 
-/// The sizes of what the state holds, for /health.
+/// The sizes of what the state holds, for /health, /stats and metrics. In cluster mode, this node's part:
+/// the registries in Redis are not counted here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateCounts {
     /// Names owned by live sessions.
@@ -90,6 +91,11 @@ pub struct StateCounts {
     pub relay_ids: usize,
     pub relays: usize,
     pub rendezvous_entries: usize,
+    pub daily_points: usize,
+    pub dead_drops: usize,
+    pub hourly_tokens: usize,
+    pub pending_pairs: usize,
+    pub pending_links: usize,
 }
 
 /// Why a forwarded message was not queued.
@@ -140,6 +146,11 @@ struct LiveCounts {
     relay_ids: AtomicUsize,
     relays: AtomicUsize,
     rendezvous_entries: AtomicUsize,
+    daily_points: AtomicUsize,
+    dead_drops: AtomicUsize,
+    hourly_tokens: AtomicUsize,
+    pending_pairs: AtomicUsize,
+    pending_links: AtomicUsize,
 }
 
 /// Everything the state's thread owns.
@@ -495,6 +506,11 @@ impl SharedState {
             relay_ids: counts.relay_ids.load(Ordering::Relaxed),
             relays: counts.relays.load(Ordering::Relaxed),
             rendezvous_entries: counts.rendezvous_entries.load(Ordering::Relaxed),
+            daily_points: counts.daily_points.load(Ordering::Relaxed),
+            dead_drops: counts.dead_drops.load(Ordering::Relaxed),
+            hourly_tokens: counts.hourly_tokens.load(Ordering::Relaxed),
+            pending_pairs: counts.pending_pairs.load(Ordering::Relaxed),
+            pending_links: counts.pending_links.load(Ordering::Relaxed),
         }
     }
 }
@@ -513,12 +529,18 @@ fn run_operations(
         if ran.is_err() {
             tracing::error!("a shared-state operation panicked; its caller is told `internal`");
         }
+        let rendezvous = registries.rendezvous.sizes();
         for (count, value) in [
             (&counts.names, registries.owners.len()),
             (&counts.pairing_codes, registries.owners.codes()),
             (&counts.relay_ids, registries.owners.relay_ids()),
             (&counts.relays, registries.relays.len()),
             (&counts.rendezvous_entries, registries.rendezvous.len()),
+            (&counts.daily_points, rendezvous.daily_points),
+            (&counts.dead_drops, rendezvous.dead_drops),
+            (&counts.hourly_tokens, rendezvous.hourly_tokens),
+            (&counts.pending_pairs, registries.pairing.pending_pairs()),
+            (&counts.pending_links, registries.pairing.pending_links()),
         ] {
             count.store(value, Ordering::Relaxed);
         }

@@ -275,8 +275,13 @@ mod tests {
 
     fn recipient(id: SessionId) -> (Recipient, crate::push::PushReceiver) {
         let buffers = crate::buffers::BufferBudget::new(usize::MAX).open_account(id);
-        let (pushes, receiver) =
-            push_queue(4, 1 << 20, crate::protocol::codec::Encoding::Json, buffers);
+        let (pushes, receiver) = push_queue(
+            4,
+            1 << 20,
+            crate::protocol::codec::Encoding::Json,
+            buffers,
+            std::sync::Arc::default(),
+        );
         let address = crate::peer::AddressGroup::from(std::net::IpAddr::from([127, 0, 0, 1]));
         (
             Recipient {

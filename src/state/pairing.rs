@@ -114,26 +114,52 @@ impl SharedState {
     }
 
     /// Sends what the pairing timers made due by now (`pair_expiring`, `pair_timeout`, `link_timeout`),
-    /// and forgets the code reservations that ended. Returns how many events there were.
-    pub async fn run_pairing_timers(&self) -> Result<usize, StateFailed> {
+    /// and forgets the code reservations that ended.
+    pub async fn run_pairing_timers(&self) -> Result<TimersRun, StateFailed> {
         if let Some(cluster) = self.cluster() {
             let events = self
                 .run(|registries, now| registries.pairing.due_events(now))
                 .await?;
-            let count = events.len();
+            let run = TimersRun::of(&events);
             for event in events {
                 self.settle_in_cluster(cluster, event).await?;
             }
-            return Ok(count);
+            return Ok(run);
         }
         self.run(|registries, now| {
             registries.owners.end_reservations(now);
             let events = registries.pairing.due_events(now);
-            let count = events.len();
+            let run = TimersRun::of(&events);
             registries.deliver_pairing_events(events);
-            count
+            run
         })
         .await
+    }
+}
+
+/// What a run of the pairing timers found due.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimersRun {
+    /// Events of every kind: warnings and timeouts.
+    pub events: usize,
+    pub pairs_timed_out: usize,
+    pub links_timed_out: usize,
+}
+
+impl TimersRun {
+    fn of(events: &[PairingEvent]) -> Self {
+        let mut run = Self {
+            events: events.len(),
+            ..Self::default()
+        };
+        for event in events {
+            match event {
+                PairingEvent::TimedOut { .. } => run.pairs_timed_out += 1,
+                PairingEvent::LinkTimedOut { .. } => run.links_timed_out += 1,
+                PairingEvent::Expiring { .. } => {}
+            }
+        }
+        run
     }
 }
 

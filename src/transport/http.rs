@@ -1,5 +1,5 @@
-//! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`GET /health`, `GET /cert-hash`), and
-//! WebSocket upgrades on every other path.
+//! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`/health`, `/ready`, `/stats`, `/metrics`,
+//! `/cert-hash`), and WebSocket upgrades on every other path.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,9 +21,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::TransportContext;
-use super::responses::{HttpResponse, json, plain};
+use super::responses::{HttpResponse, document, json, plain};
 use super::websocket;
 use crate::admission::Handshake;
+use crate::metrics::{self, HandshakeStage};
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -88,8 +89,20 @@ async fn serve_connection(
                 tokio::time::timeout(context.config.handshake_timeout(), acceptor.accept(stream));
             match handshake.await {
                 Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, context).await,
-                Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(err)) => {
+                    context
+                        .sessions
+                        .metrics()
+                        .handshake_failed(HandshakeStage::Tls);
+                    debug!(%peer, error = %err, "TLS handshake failed");
+                }
+                Err(_) => {
+                    context
+                        .sessions
+                        .metrics()
+                        .handshake_failed(HandshakeStage::Tls);
+                    debug!(%peer, "TLS handshake timed out");
+                }
             }
         }
     }
@@ -133,12 +146,15 @@ fn route(
         (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, &context.health()),
         (&Method::GET | &Method::HEAD, "/cert-hash") => json(StatusCode::OK, &context.cert_hash()),
         (&Method::GET | &Method::HEAD, "/stats") => json(StatusCode::OK, &context.stats()),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            document(metrics::CONTENT_TYPE, context.metrics())
+        }
         (&Method::GET | &Method::HEAD, "/ready") => {
             let (status, body) = context.readiness();
             json(status, &body)
         }
         (&Method::OPTIONS, "/health" | "/cert-hash" | "/stats" | "/ready") => cors_preflight(),
-        (_, "/health" | "/cert-hash" | "/stats" | "/ready") => {
+        (_, "/health" | "/cert-hash" | "/stats" | "/ready" | "/metrics") => {
             plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         _ => websocket::upgrade(request, peer, context),

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::TransportConfig;
+use crate::metrics::Holdings;
 use crate::session::{Sessions, Transport};
 use crate::tls::Certificates;
 
@@ -110,10 +111,36 @@ impl TransportContext {
             "signalingConnections": counts.pairing_codes,
             "activeCodes": counts.pairing_codes,
             "sessionsByTransport": {
-                "websocket": self.sessions.open_on(Transport::WebSocket),
-                "quic": self.sessions.open_on(Transport::Quic),
-                "webtransport": self.sessions.open_on(Transport::WebTransport),
+                Transport::WebSocket.label(): self.sessions.open_on(Transport::WebSocket),
+                Transport::Quic.label(): self.sessions.open_on(Transport::Quic),
+                Transport::WebTransport.label(): self.sessions.open_on(Transport::WebTransport),
             },
+        })
+    }
+
+    /// The body of `GET /metrics`: every metric, with what the server holds now.
+    pub fn metrics(&self) -> String {
+        let sessions = &self.sessions;
+        let counts = sessions.state().counts();
+        sessions.metrics().render(&Holdings {
+            sessions: [
+                Transport::WebSocket,
+                Transport::Quic,
+                Transport::WebTransport,
+            ]
+            .map(|transport| sessions.open_on(transport)),
+            handshakes_in_progress: sessions.admissions().handshakes(),
+            buffered_bytes: sessions.buffered_bytes(),
+            relays: counts.relays,
+            daily_points: counts.daily_points,
+            dead_drops: counts.dead_drops,
+            hourly_tokens: counts.hourly_tokens,
+            rendezvous_entries: counts.rendezvous_entries,
+            pairing_codes: counts.pairing_codes,
+            pending_pair_requests: counts.pending_pairs,
+            pending_link_requests: counts.pending_links,
+            quic_retries: self.quic_retries.load(Ordering::Relaxed),
+            certificate_not_after: self.certificates.not_after(),
         })
     }
 

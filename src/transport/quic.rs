@@ -12,6 +12,7 @@ use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
 use crate::config::TransportConfig;
+use crate::metrics::HandshakeStage;
 use crate::session::Transport;
 use crate::tls::Certificates;
 
@@ -150,10 +151,22 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
         Some(alpn)
     };
     let handshake_timeout = context.config.handshake_timeout();
+    let failed = || {
+        context
+            .sessions
+            .metrics()
+            .handshake_failed(HandshakeStage::Quic)
+    };
     let alpn = match tokio::time::timeout(handshake_timeout, handshake_data).await {
         Ok(Some(alpn)) => alpn,
-        Ok(None) => return debug!("QUIC handshake failed"),
-        Err(_) => return debug!("QUIC handshake timed out"),
+        Ok(None) => {
+            failed();
+            return debug!("QUIC handshake failed");
+        }
+        Err(_) => {
+            failed();
+            return debug!("QUIC handshake timed out");
+        }
     };
     match alpn.as_deref() {
         Some(ALPN_ZAJEL) => match tokio::time::timeout(handshake_timeout, connecting).await {
@@ -166,11 +179,20 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
                     .tasks
                     .spawn(serve_connection(connection, admission, context.clone()));
             }
-            Ok(Err(err)) => debug!(error = %err, "QUIC handshake failed"),
-            Err(_) => debug!("QUIC handshake timed out"),
+            Ok(Err(err)) => {
+                failed();
+                debug!(error = %err, "QUIC handshake failed");
+            }
+            Err(_) => {
+                failed();
+                debug!("QUIC handshake timed out");
+            }
         },
         Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, ip, handshake, context).await,
-        other => debug!(alpn = ?other, "connection without a known ALPN"),
+        other => {
+            failed();
+            debug!(alpn = ?other, "connection without a known ALPN");
+        }
     }
 }
 

@@ -19,6 +19,16 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
         .expect("a valid response")
 }
 
+/// A whole document of the given type (the metrics' exposition, the status page).
+pub fn document(content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, content_type)
+        .header(CONNECTION, "close")
+        .body(Full::new(body.into()))
+        .expect("a valid response")
+}
+
 pub fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
     Response::builder()
         .status(status)

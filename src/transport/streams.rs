@@ -13,6 +13,7 @@ use tracing::debug;
 use super::TransportContext;
 use crate::admission::{Admission, OverCapacity};
 use crate::buffers::SessionBuffers;
+use crate::metrics::{CloseReason, ErrorSent};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::framing::{FrameError, read_body_counted, read_length, write_frame};
 use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
@@ -64,9 +65,14 @@ pub async fn serve_connection<C: StreamConnection>(
     admission: Result<Admission, OverCapacity>,
     context: Arc<TransportContext>,
 ) {
+    let metrics = context.sessions.metrics();
     let admission = match admission {
         Ok(admission) => admission,
-        Err(over_capacity) => return refuse(&connection, &over_capacity.to_string()).await,
+        Err(over_capacity) => {
+            metrics.session_refused(C::TRANSPORT);
+            metrics.error_sent(ErrorSent::Code(ErrorCode::OverCapacity));
+            return refuse(&connection, &over_capacity.to_string()).await;
+        }
     };
     let connection = Arc::new(connection);
     let (session, pushes) = context
@@ -96,22 +102,33 @@ pub async fn serve_connection<C: StreamConnection>(
             ));
         }
     };
-    tokio::select! {
-        () = accept_requests => {}
+    let reason = tokio::select! {
+        // The connection closed under the streams: the client closed it, went silent for the idle
+        // timeout, or was lost; QUIC does not tell these apart here.
+        () = accept_requests => CloseReason::ClientClosed,
         stopped = serve_pushes(&*connection, pushes, &buffers, context.config.idle_timeout()) => {
             match stopped {
                 PushesStopped::Failed => {
                     connection.close(CloseCode::PushStreamFailed, "push stream failed");
+                    CloseReason::Failed
                 }
-                PushesStopped::Stalled => connection.close(CloseCode::TooSlow, "too slow"),
+                PushesStopped::Stalled => {
+                    connection.close(CloseCode::TooSlow, "too slow");
+                    CloseReason::TooSlow
+                }
             }
         }
-        () = buffers.must_close() => connection.close(CloseCode::TooSlow, "too slow"),
+        () = buffers.must_close() => {
+            connection.close(CloseCode::TooSlow, "too slow");
+            CloseReason::TooSlow
+        }
         () = context.shutdown.cancelled() => {
             connection.close(CloseCode::ShuttingDown, "shutting down");
+            CloseReason::ShuttingDown
         }
-    }
-    debug!(session = session.id(), "QUIC session ended");
+    };
+    metrics.session_closed(C::TRANSPORT, reason);
+    debug!(session = session.id(), ?reason, "QUIC session ended");
 }
 
 /// Tells a client it is over the session limit, on a push stream of its own, then closes.
@@ -233,8 +250,8 @@ async fn answer(
     decoded: Result<crate::protocol::Envelope, DecodeError>,
 ) -> crate::session::Reply {
     if std::mem::take(paid) {
-        Box::pin(session.handle_charged(decoded)).await
+        Box::pin(session.handle_charged(decoded, Encoding::Cbor)).await
     } else {
-        Box::pin(session.handle(decoded)).await
+        Box::pin(session.handle(decoded, Encoding::Cbor)).await
     }
 }

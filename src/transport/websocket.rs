@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, debug_span};
 use super::TransportContext;
 use super::frame_watch::FrameWatcher;
 use super::responses::{HttpResponse, plain};
+use crate::metrics::{CloseReason, ErrorSent, HandshakeStage};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
 use crate::push::{Push, PushReceiver};
@@ -47,7 +48,9 @@ pub fn upgrade(
     let wants_websocket = request.method() == Method::GET
         && header_has_token(headers, &CONNECTION, "upgrade")
         && header_has_token(headers, &UPGRADE, "websocket");
+    let metrics = context.sessions.metrics();
     if !wants_websocket {
+        metrics.handshake_failed(HandshakeStage::WebSocketUpgrade);
         return plain(
             StatusCode::UPGRADE_REQUIRED,
             "this path serves WebSocket sessions; see GET /health\n",
@@ -58,6 +61,7 @@ pub fn upgrade(
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
+        metrics.handshake_failed(HandshakeStage::WebSocketUpgrade);
         let mut response = plain(StatusCode::BAD_REQUEST, "unsupported WebSocket version\n");
         response
             .headers_mut()
@@ -65,6 +69,7 @@ pub fn upgrade(
         return response;
     }
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        metrics.handshake_failed(HandshakeStage::WebSocketUpgrade);
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
@@ -86,7 +91,13 @@ pub fn upgrade(
                     .await;
                     run_session(stream, peer.ip(), &context).await;
                 }
-                Err(err) => debug!(error = %err, "WebSocket upgrade failed"),
+                Err(err) => {
+                    context
+                        .sessions
+                        .metrics()
+                        .handshake_failed(HandshakeStage::WebSocketUpgrade);
+                    debug!(error = %err, "WebSocket upgrade failed");
+                }
             }
         }
         .instrument(span),
@@ -140,6 +151,22 @@ enum Ending {
     Broken(WsError),
 }
 
+impl Ending {
+    fn reason(&self) -> CloseReason {
+        match self {
+            Self::ClientClosed => CloseReason::ClientClosed,
+            Self::Idle => CloseReason::Idle,
+            Self::TooLarge | Self::InvalidText | Self::ProtocolViolation => {
+                CloseReason::ProtocolError
+            }
+            Self::TooSlow | Self::Stalled => CloseReason::TooSlow,
+            Self::RateLimited => CloseReason::RateLimited,
+            Self::Shutdown => CloseReason::ShuttingDown,
+            Self::Broken(_) => CloseReason::Failed,
+        }
+    }
+}
+
 struct Connection<S> {
     stream: WebSocketStream<S>,
     /// The encoding of the last request, which pushes follow.
@@ -165,9 +192,12 @@ pub async fn run_session<S>(
     let opened = context
         .sessions
         .open(ip, Transport::WebSocket, Encoding::Json);
+    let metrics = context.sessions.metrics();
     let (session, mut pushes) = match opened {
         Ok(opened) => opened,
         Err(over_capacity) => {
+            metrics.session_refused(Transport::WebSocket);
+            metrics.error_sent(ErrorSent::Code(ErrorCode::OverCapacity));
             let refusal = ServerMessage::error(ErrorCode::OverCapacity, over_capacity.to_string());
             connection
                 .close_with(Some(&refusal), CloseCode::Again, "over capacity")
@@ -183,11 +213,13 @@ pub async fn run_session<S>(
         () = context.shutdown.cancelled() => Ending::Shutdown,
     };
     debug!(session = session.id(), ?ending, "WebSocket session ending");
+    metrics.session_closed(Transport::WebSocket, ending.reason());
     // The session's names, relay listing and hourly tokens go now, not after the closing handshake, so
     // that a client reconnecting at once can take its name again.
     drop(session);
     match ending {
         Ending::TooLarge => {
+            metrics.error_sent(ErrorSent::Code(ErrorCode::TooLarge));
             // The refusal goes out in the encoding of the message refused, known from its first frame.
             if let Some(encoding) = connection.stream.get_ref().latest_message_encoding() {
                 connection.encoding = encoding;
@@ -206,6 +238,7 @@ pub async fn run_session<S>(
         Ending::InvalidText => {
             // The refused message was a text frame, so its answer is JSON.
             connection.encoding = Encoding::Json;
+            metrics.error_sent(ErrorSent::Code(ErrorCode::Malformed));
             let refusal =
                 ServerMessage::error(ErrorCode::Malformed, "text frames must be valid UTF-8");
             connection
@@ -291,7 +324,8 @@ where
                     pushes.follow_encoding(encoding);
                     // Boxed: handling a request is a large future (every message family's), which
                     // would otherwise stay in this session's task while it is idle.
-                    let reply = Box::pin(session.handle(codec::decode(&bytes, encoding))).await;
+                    let reply =
+                        Box::pin(session.handle(codec::decode(&bytes, encoding), encoding)).await;
                     // WebSocket has no acks: a request that succeeded with no reply gets none, as
                     // the legacy servers did.
                     if matches!(reply.message, ServerMessage::Ack { .. }) {

@@ -11,6 +11,7 @@ use wtransport::{VarInt, quinn};
 use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use crate::admission::Handshake;
+use crate::metrics::HandshakeStage;
 use crate::session::Transport;
 
 /// Completes the HTTP/3 handshake of a connection that negotiated `h3` (within the handshake timeout),
@@ -21,16 +22,30 @@ pub async fn serve(
     in_progress: Handshake,
     context: Arc<TransportContext>,
 ) {
+    let failed = || {
+        context
+            .sessions
+            .metrics()
+            .handshake_failed(HandshakeStage::WebTransport);
+    };
     let handshake = IncomingSessionFuture::with_quic_connecting(connecting);
     let request = match tokio::time::timeout(context.config.handshake_timeout(), handshake).await {
         Ok(Ok(request)) => request,
-        Ok(Err(err)) => return debug!(error = %err, "WebTransport handshake failed"),
-        Err(_) => return debug!("WebTransport handshake timed out"),
+        Ok(Err(err)) => {
+            failed();
+            return debug!(error = %err, "WebTransport handshake failed");
+        }
+        Err(_) => {
+            failed();
+            return debug!("WebTransport handshake timed out");
+        }
     };
     if request.path() != "/" {
+        failed();
         return request.not_found().await;
     }
     if !context.config.origin_allowed(request.origin()) {
+        failed();
         return request.forbidden().await;
     }
     match request.accept().await {
@@ -42,7 +57,10 @@ pub async fn serve(
                 .tasks
                 .spawn(serve_connection(connection, admission, context.clone()));
         }
-        Err(err) => debug!(error = %err, "WebTransport session not established"),
+        Err(err) => {
+            failed();
+            debug!(error = %err, "WebTransport session not established");
+        }
     }
 }
 

@@ -130,6 +130,27 @@ impl TestServer {
         let body = serde_json::from_str(&response[json_start..]).expect("a JSON body");
         (status, body)
     }
+
+    /// GETs `/metrics`: every sample by its name and labels as written (`name{label="value",...}`).
+    /// Checks the status, the content type, and that every line is a comment or a sample.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let response = http_get(self.addr, "/metrics").await;
+        let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{head}"
+        );
+        body.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("a sample line");
+                let value = value.parse().unwrap_or_else(|_| panic!("a value: {line}"));
+                (series.to_owned(), value)
+            })
+            .collect()
+    }
 }
 
 impl Drop for TestServer {

@@ -59,7 +59,13 @@ async fn an_unanswered_link_request_times_out_for_both_sides() {
     phone.next_push().await;
     fixture.clock.advance(Duration::from_secs(120));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         1
     );
     for peer in [&mut phone, &mut web] {
@@ -83,7 +89,13 @@ async fn the_phone_is_told_at_once_when_the_web_client_leaves() {
     );
     fixture.clock.advance(Duration::from_secs(200));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         0,
         "no timer is left behind"
     );

@@ -100,7 +100,10 @@ impl Peer {
     async fn request(&self, message: Value) -> Value {
         let reply = self
             .session
-            .handle(decode(message.to_string().as_bytes(), Encoding::Json))
+            .handle(
+                decode(message.to_string().as_bytes(), Encoding::Json),
+                Encoding::Json,
+            )
             .await;
         to_json(&reply.message, reply.request_id.as_ref())
     }

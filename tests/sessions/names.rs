@@ -166,9 +166,10 @@ async fn a_session_ending_while_its_registration_is_under_way_leaves_no_name_beh
     let points: Vec<String> = (0..1000).map(|i| format!("p{i}")).collect();
     let large = json!({"type": "register_rendezvous", "peerId": "busy", "dailyPoints": points,
                        "hourlyTokens": points});
-    let large = busy
-        .session
-        .handle(decode(large.to_string().as_bytes(), Encoding::Json));
+    let large = busy.session.handle(
+        decode(large.to_string().as_bytes(), Encoding::Json),
+        Encoding::Json,
+    );
     let mut large = std::pin::pin!(large);
     assert!(futures_util::poll!(large.as_mut()).is_pending());
     // ... so that this registration is sent to it, and its session goes before the answer comes (its
@@ -176,7 +177,10 @@ async fn a_session_ending_while_its_registration_is_under_way_leaves_no_name_beh
     let register = json!({"type": "register", "pairingCode": "PHNE22", "publicKey": PUBLIC_KEY});
     let under_way = phone
         .session
-        .handle(decode(register.to_string().as_bytes(), Encoding::Json))
+        .handle(
+            decode(register.to_string().as_bytes(), Encoding::Json),
+            Encoding::Json,
+        )
         .now_or_never();
     assert!(under_way.is_none(), "the answer was not there yet");
     drop(phone);

@@ -69,12 +69,24 @@ async fn pair_requests_warn_at_90_seconds_and_time_out_at_120() {
     bob.next_push().await;
     fixture.clock.advance(Duration::from_millis(89_999));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         0
     );
     fixture.clock.advance(Duration::from_millis(1));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         1
     );
     assert_eq!(
@@ -87,7 +99,13 @@ async fn pair_requests_warn_at_90_seconds_and_time_out_at_120() {
     );
     fixture.clock.advance(Duration::from_secs(30));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         1
     );
     assert_eq!(
@@ -178,7 +196,13 @@ async fn a_disconnect_mid_flow_cancels_its_pair_requests() {
     assert_eq!(reply["type"], "pair_error");
     fixture.clock.advance(Duration::from_secs(200));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         0,
         "no timers are left behind"
     );
@@ -219,7 +243,13 @@ async fn a_target_leaving_mid_flow_cancels_requests_to_it() {
     );
     fixture.clock.advance(Duration::from_secs(200));
     assert_eq!(
-        fixture.sessions.state().run_pairing_timers().await.unwrap(),
+        fixture
+            .sessions
+            .state()
+            .run_pairing_timers()
+            .await
+            .unwrap()
+            .events,
         0
     );
     assert_eq!(alice.next_push().await, None, "and no timer is left behind");
