@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The interop tests: headless Chromium (WebTransport and WebSocket) and aioquic (raw QUIC and
-# WebTransport) against a freshly started zajel-signal on loopback. Run interop/setup.sh first.
+# The interop tests: headless Chromium (WebTransport and WebSocket, and the status page, whose screenshot
+# is kept in .interop/artifacts/) and aioquic (raw QUIC and WebTransport) against a freshly started
+# zajel-signal on loopback, then its /metrics through promtool. Run interop/setup.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ fail() { echo "interop: FAILED: $*" >&2; exit 1; }
 command -v node >/dev/null || fail "node is missing"
 [ -d interop/node_modules/playwright-core ] || fail "playwright-core is missing (run interop/setup.sh)"
 [ -x .interop/venv/bin/python ] || fail "the aioquic virtual environment is missing (run interop/setup.sh)"
+command -v promtool >/dev/null || fail "promtool is missing (run interop/setup.sh)"
 
 node --test clients/js/
 
@@ -29,6 +31,10 @@ quic_addr=$(grep -o 'quic_addr=127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | cut -d=
 [ -n "$ws_addr" ] && [ -n "$quic_addr" ] || { cat "$log" >&2; fail "the server did not report its addresses"; }
 echo "interop: server on ws://$ws_addr and quic://$quic_addr"
 
+# First, while the server has no sessions: the page must show exactly the one its test client opens.
+node interop/status.mjs --http "http://$ws_addr" --ws "ws://$ws_addr/" --artifacts .interop/artifacts
 node interop/browser.mjs --http "http://$ws_addr" --wt "https://$quic_addr/" --ws "ws://$ws_addr/"
 .interop/venv/bin/python interop/aioquic_client.py --http "http://$ws_addr" --quic "$quic_addr"
-echo "interop: 6 passed, 0 failed"
+# Last, to see what the clients above did.
+python3 interop/metrics_check.py --http "http://$ws_addr"
+echo "interop: 8 passed, 0 failed"

@@ -117,7 +117,7 @@ pub struct StorageConfig {
 #[command(next_help_heading = "Listening")]
 pub struct ListenConfig {
     /// TCP address for WebSocket sessions and the HTTP routes (/health, /ready, /stats, /metrics,
-    /// /cert-hash).
+    /// /status, /cert-hash).
     #[arg(long, env = "ZAJEL_WS_LISTEN", default_value = "0.0.0.0:8080")]
     pub ws_listen: SocketAddr,
 

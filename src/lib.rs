@@ -50,6 +50,7 @@ use state::SharedState;
 use state::cluster::Cluster;
 use tls::{CertificateSource, Certificates, Refreshed};
 use transport::TransportContext;
+use transport::status::Limits;
 
 /// How long shutdown waits for the daily store to write what is queued and close.
 const STORE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -107,6 +108,7 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        let limits = Limits::of(&config);
         let Config {
             storage,
             cluster,
@@ -165,7 +167,12 @@ impl Server {
         let directory =
             Directory::from_config(&directory, &identity, server_key.public_key_base64());
         let sessions = Sessions::new(state, Admissions::new(admission, clock), sessions, identity);
-        let context = Arc::new(TransportContext::new(sessions, certificates, transport));
+        let context = Arc::new(TransportContext::new(
+            sessions,
+            certificates,
+            transport,
+            limits,
+        ));
         Ok(Self {
             context,
             ws_listener,

@@ -633,6 +633,16 @@ impl Metrics {
         self.introductions[kind as usize][outcome as usize].inc();
     }
 
+    /// Messages received since the start, of every type and encoding.
+    pub fn messages_received_total(&self) -> u64 {
+        self.messages.iter().flatten().map(IntCounter::get).sum()
+    }
+
+    /// Error replies sent since the start, of every code.
+    pub fn errors_sent_total(&self) -> u64 {
+        self.errors.iter().map(IntCounter::get).sum()
+    }
+
     pub fn introductions_timed_out(&self, kind: Introduction, count: usize) {
         self.introductions[kind as usize][Outcome::TimedOut as usize].inc_by(count as u64);
     }

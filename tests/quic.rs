@@ -684,6 +684,21 @@ async fn stats_count_sessions_by_transport_as_the_zajel_servers_publish() {
     );
     assert!(stats["uptime"].as_f64().is_some_and(|uptime| uptime >= 0.0));
     assert!(stats.get("endpoint").is_some() && stats.get("region").is_some());
+    // What the status page draws from: totals for rates, the certificate, the limits.
+    assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(stats["messagesReceived"], 3, "{stats}");
+    assert_eq!(stats["errorsSent"], 0, "{stats}");
+    let expires_at = stats["certificate"]["expiresAt"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (12 * 86_400..13 * 86_400).contains(&(expires_at - now)),
+        "{stats}"
+    );
+    assert_eq!(stats["limits"]["maxSessions"], 100_000, "{stats}");
+    assert_eq!(stats["limits"]["maxMessageSize"], 262_144, "{stats}");
 
     drop(quic);
     server.wait_for_sessions(2).await;

@@ -89,6 +89,34 @@ async fn health_answers_head_and_cors_preflight() {
 }
 
 #[tokio::test]
+async fn the_status_page_is_self_contained_and_reads_stats() {
+    let server = TestServer::start().await;
+    let response = http_get(server.addr, "/status").await;
+    let (head, page) = response.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'none';")
+            && head.contains("connect-src 'self'"),
+        "nothing may load from elsewhere: {head}"
+    );
+    assert!(page.contains(r#"fetch("stats""#));
+    assert!(
+        !page.contains("<script src") && !page.contains("<link") && !page.contains("@import"),
+        "script and style are inline"
+    );
+    for route in ["/stats", "/metrics", "/status"] {
+        let post = http_request(server.addr, "POST", route).await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{route}: {post}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn plain_http_on_a_websocket_path_is_told_to_upgrade() {
     let server = TestServer::start().await;
     let response = http_get(server.addr, "/anything").await;

@@ -1,5 +1,5 @@
 //! The TCP port: optional TLS, HTTP/1.1, the HTTP routes (`/health`, `/ready`, `/stats`, `/metrics`,
-//! `/cert-hash`), and WebSocket upgrades on every other path.
+//! `/status`, `/cert-hash`), and WebSocket upgrades on every other path.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONNECTION,
+    CONTENT_SECURITY_POLICY, HeaderValue,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::TransportContext;
 use super::responses::{HttpResponse, document, json, plain};
+use super::status;
 use super::websocket;
 use crate::admission::Handshake;
 use crate::metrics::{self, HandshakeStage};
@@ -149,16 +151,31 @@ fn route(
         (&Method::GET | &Method::HEAD, "/metrics") => {
             document(metrics::CONTENT_TYPE, context.metrics())
         }
+        (&Method::GET | &Method::HEAD, "/status") => status_page(),
         (&Method::GET | &Method::HEAD, "/ready") => {
             let (status, body) = context.readiness();
             json(status, &body)
         }
         (&Method::OPTIONS, "/health" | "/cert-hash" | "/stats" | "/ready") => cors_preflight(),
-        (_, "/health" | "/cert-hash" | "/stats" | "/ready" | "/metrics") => {
+        (_, "/health" | "/cert-hash" | "/stats" | "/ready" | "/metrics" | "/status") => {
             plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         _ => websocket::upgrade(request, peer, context),
     }
+}
+
+/// The status page, which may load nothing from elsewhere: its script and style are inline, and it
+/// reads only this server's `/stats`.
+fn status_page() -> HttpResponse {
+    let mut page = document("text/html; charset=utf-8", status::PAGE);
+    page.headers_mut().insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    page
 }
 
 /// The answer to a CORS preflight: any origin may read the HTTP routes.

@@ -5,13 +5,14 @@ pub mod frame_watch;
 pub mod http;
 pub mod quic;
 mod responses;
+pub mod status;
 pub mod streams;
 pub mod websocket;
 pub mod webtransport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 use base64::Engine as _;
 
@@ -24,6 +25,7 @@ use crate::config::TransportConfig;
 use crate::metrics::Holdings;
 use crate::session::{Sessions, Transport};
 use crate::tls::Certificates;
+use status::Limits;
 
 /// What every transport task needs.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct TransportContext {
     pub quic_retries: AtomicU64,
     /// When the server started, for `uptime`.
     pub started: Instant,
+    /// What `/stats` reports as the configured limits.
+    pub limits: Limits,
 }
 
 impl TransportContext {
@@ -44,6 +48,7 @@ impl TransportContext {
         sessions: Sessions,
         certificates: Arc<Certificates>,
         config: TransportConfig,
+        limits: Limits,
     ) -> Self {
         Self {
             sessions,
@@ -53,6 +58,7 @@ impl TransportContext {
             tasks: TaskTracker::new(),
             quic_retries: AtomicU64::new(0),
             started: Instant::now(),
+            limits,
         }
     }
 
@@ -97,10 +103,17 @@ impl TransportContext {
     }
 
     /// The body of `GET /stats`: the counts the Zajel servers publish (`uptime` in seconds, as theirs),
-    /// and sessions by transport.
+    /// then sessions by transport, the totals the status page draws rates from, the certificate's
+    /// expiry and the configured limits.
     pub fn stats(&self) -> serde_json::Value {
         let identity = self.sessions.identity();
         let counts = self.sessions.state().counts();
+        let metrics = self.sessions.metrics();
+        let expires_at = self
+            .certificates
+            .not_after()
+            .and_then(|not_after| not_after.duration_since(UNIX_EPOCH).ok())
+            .map(|since_epoch| since_epoch.as_secs());
         json!({
             "serverId": identity.server_id,
             "endpoint": identity.endpoint,
@@ -115,6 +128,11 @@ impl TransportContext {
                 Transport::Quic.label(): self.sessions.open_on(Transport::Quic),
                 Transport::WebTransport.label(): self.sessions.open_on(Transport::WebTransport),
             },
+            "version": env!("CARGO_PKG_VERSION"),
+            "messagesReceived": metrics.messages_received_total(),
+            "errorsSent": metrics.errors_sent_total(),
+            "certificate": {"expiresAt": expires_at},
+            "limits": self.limits,
         })
     }
 
