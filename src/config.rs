@@ -81,6 +81,12 @@ pub struct LoggingConfig {
     #[arg(long, env = "ZAJEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     #[serde(default)]
     pub log_format: LogFormat,
+
+    /// Log pairing codes, peer ids and client addresses in clear (otherwise each is written as a short
+    /// keyed hash, the same for the same value while the process runs).
+    #[arg(long, env = "ZAJEL_LOG_IDS")]
+    #[serde(default)]
+    pub log_ids: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub mod peer;
 pub mod protocol;
 pub mod push;
 pub mod rate;
+pub mod redact;
 pub mod registry;
 pub mod session;
 pub mod state;

@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
         }
     };
     start_logging(config.logging.log_format);
+    zajel_signal::redact::log_in_clear(config.logging.log_ids);
     raise_open_file_limit();
     let server = match Server::bind(config).await {
         Ok(server) => server,

@@ -142,9 +142,15 @@ struct Binary {
 impl Binary {
     /// Starts the binary on loopback with `args`; returns it and its WebSocket address.
     async fn start(args: &[&str]) -> (Self, std::net::SocketAddr) {
+        let mut command = on_loopback();
+        command.args(args);
+        Self::start_with(command).await
+    }
+
+    /// Starts `command` (from [`on_loopback`]); returns it and its WebSocket address.
+    async fn start_with(mut command: Command) -> (Self, std::net::SocketAddr) {
         use tokio::io::AsyncBufReadExt;
-        let mut child = on_loopback()
-            .args(args)
+        let mut child = command
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("the server binary starts");
@@ -272,4 +278,29 @@ async fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_file(&socket_path).ok();
+}
+
+#[tokio::test]
+async fn log_ids_writes_codes_and_addresses_in_clear() {
+    let mut command = on_loopback();
+    command
+        .env("RUST_LOG", "zajel_signal=debug")
+        .arg("--log-ids");
+    let (mut binary, addr) = Binary::start_with(command).await;
+    let mut client = Client::connect(addr).await;
+    let registered = client
+        .request(
+            json!({"type": "register", "pairingCode": "CLEAR2", "publicKey": common::PUBLIC_KEY}),
+        )
+        .await;
+    assert_eq!(registered["type"], "registered");
+    let line = binary.wait_for_log("pairing code registered").await;
+    assert!(
+        line.contains(r#"session{transport="websocket" peer=127.0.0.1 id=1}"#),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("pairing code registered code=CLEAR2"),
+        "{line}"
+    );
 }

@@ -860,3 +860,79 @@ async fn metrics_count_what_every_transport_does() {
     assert!(value("process_cpu_seconds_total") > 0.0);
     server.stop().await;
 }
+
+/// Log lines written by the current thread's subscriber (the test's runtime runs the server on it).
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_session_logs_in_a_span_naming_its_transport_with_ids_redacted() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::start().await;
+    let mut websocket = server.connect().await;
+    let quic = QuicClient::connect(&server).await;
+    let webtransport = WebTransportClient::connect(&server).await;
+    let register =
+        |code: &str| json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY});
+    assert_eq!(
+        websocket.request(register("WSLGE2")).await["type"],
+        "registered"
+    );
+    assert_eq!(
+        quic.request(&register("QCLGE2")).await["type"],
+        "registered"
+    );
+    assert_eq!(
+        webtransport.request(&register("WTLGE2")).await["type"],
+        "registered"
+    );
+    server.stop().await;
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for code in ["WSLGE2", "QCLGE2", "WTLGE2"] {
+        assert!(!text.contains(code), "{code} in clear in the log:\n{text}");
+    }
+    assert!(
+        !text.contains("\"peer\":\"127.0.0.1"),
+        "an address in clear:\n{text}"
+    );
+    let registered: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["fields"]["message"] == "pairing code registered")
+        .collect();
+    let mut transports: Vec<&str> = registered
+        .iter()
+        .map(|event| {
+            let span = &event["span"];
+            assert_eq!(span["name"], "session", "{event}");
+            assert!(span["id"].is_u64(), "the session's number: {event}");
+            let peer = span["peer"].as_str().unwrap();
+            assert!(peer.starts_with('~') && peer.len() == 13, "{event}");
+            let code = event["fields"]["code"].as_str().unwrap();
+            assert!(code.starts_with('~'), "{event}");
+            span["transport"].as_str().unwrap()
+        })
+        .collect();
+    transports.sort_unstable();
+    assert_eq!(transports, ["quic", "websocket", "webtransport"], "{text}");
+}

@@ -9,6 +9,7 @@ use super::fields::{RequestError, check_label, fields_of, invalid};
 use super::{Failure, Session, own_pairing_code};
 use crate::protocol::ServerMessage;
 use crate::protocol::names::{PairingCode, PairingKey};
+use crate::redact::redacted;
 use crate::state::Answer;
 
 /// One text for every refused request, so that pairing codes cannot be enumerated.
@@ -116,6 +117,7 @@ impl Session {
             .await?
             .map_err(|_| Failure::CodeCollision)?;
         names.pairing_code = Some(code.clone());
+        tracing::debug!(code = %redacted(&code), "pairing code registered");
         Ok(ServerMessage::RegisteredCode {
             pairing_code: code,
             server_id: self.shared.identity.server_id.clone(),
@@ -131,6 +133,11 @@ impl Session {
         let target = request
             .target_code
             .ok_or(Failure::PairError(PAIR_REQUEST_REFUSED))?;
+        tracing::debug!(
+            from = %redacted(&requester),
+            to = %redacted(target.name()),
+            "pairing requested"
+        );
         self.state()
             .request_pairing(
                 &self.recipient,

@@ -7,6 +7,7 @@ use super::fields::{RequestError, fields_of, invalid};
 use super::{Failure, Session, check_acts_as};
 use crate::protocol::names::RelayKey;
 use crate::protocol::{Name, ServerMessage};
+use crate::redact::redacted;
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 20;
 const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=1000;
@@ -154,6 +155,7 @@ impl Session {
             .map_err(|_| Failure::PeerIdTaken)?;
         names.relay_id = Some(peer_id.clone());
         names.relay_listed = true;
+        tracing::debug!(peer_id = %redacted(&peer_id), "relay registered");
         Ok(ServerMessage::RegisteredRelay {
             peer_id,
             server_id: self.shared.identity.server_id.clone(),

@@ -27,6 +27,7 @@ use super::status;
 use super::websocket;
 use crate::admission::Handshake;
 use crate::metrics::{self, HandshakeStage};
+use crate::redact::redacted;
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -52,7 +53,7 @@ pub async fn serve(
                     info!("accepting TCP connections again");
                 }
                 let Ok(handshake) = context.sessions.admissions().begin_handshake(peer.ip()) else {
-                    debug!(%peer, "over the handshake limits; closed");
+                    debug!(peer = %redacted(peer.ip()), "over the handshake limits; closed");
                     continue;
                 };
                 let context_for_task = context.clone();
@@ -96,14 +97,14 @@ async fn serve_connection(
                         .sessions
                         .metrics()
                         .handshake_failed(HandshakeStage::Tls);
-                    debug!(%peer, error = %err, "TLS handshake failed");
+                    debug!(peer = %redacted(peer.ip()), error = %err, "TLS handshake failed");
                 }
                 Err(_) => {
                     context
                         .sessions
                         .metrics()
                         .handshake_failed(HandshakeStage::Tls);
-                    debug!(%peer, "TLS handshake timed out");
+                    debug!(peer = %redacted(peer.ip()), "TLS handshake timed out");
                 }
             }
         }
@@ -134,7 +135,7 @@ where
         }
     };
     if let Err(err) = result {
-        debug!(%peer, error = %err, "HTTP connection ended with an error");
+        debug!(peer = %redacted(peer.ip()), error = %err, "HTTP connection ended with an error");
     }
 }
 

@@ -10,6 +10,7 @@ pub mod streams;
 pub mod websocket;
 pub mod webtransport;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, UNIX_EPOCH};
@@ -23,9 +24,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::TransportConfig;
 use crate::metrics::Holdings;
+use crate::redact::redacted;
 use crate::session::{Sessions, Transport};
 use crate::tls::Certificates;
 use status::Limits;
+
+/// The span every event of one client's connection happens in, from its handshake to its close: its
+/// transport (recorded once known, for QUIC), the client's address (redacted unless `--log-ids`), and
+/// its session's number once it has a session. At debug level, so that it costs nothing otherwise.
+pub fn session_span(transport: Transport, ip: IpAddr) -> tracing::Span {
+    tracing::debug_span!(
+        "session",
+        transport = transport.label(),
+        peer = %redacted(ip),
+        id = tracing::field::Empty,
+    )
+}
 
 /// What every transport task needs.
 #[derive(Debug)]

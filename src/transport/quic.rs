@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tracing::debug;
+use tracing::{Instrument, debug};
 use wtransport::quinn;
 
-use super::TransportContext;
 use super::streams::{CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
+use super::{TransportContext, session_span};
 use crate::config::TransportConfig;
 use crate::metrics::HandshakeStage;
+use crate::redact::redacted;
 use crate::session::Transport;
 use crate::tls::Certificates;
 
@@ -157,15 +158,16 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
             .metrics()
             .handshake_failed(HandshakeStage::Quic)
     };
+    let peer = redacted(ip);
     let alpn = match tokio::time::timeout(handshake_timeout, handshake_data).await {
         Ok(Some(alpn)) => alpn,
         Ok(None) => {
             failed();
-            return debug!("QUIC handshake failed");
+            return debug!(%peer, "QUIC handshake failed");
         }
         Err(_) => {
             failed();
-            return debug!("QUIC handshake timed out");
+            return debug!(%peer, "QUIC handshake timed out");
         }
     };
     match alpn.as_deref() {
@@ -175,23 +177,28 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
                 let admission = context.sessions.admit(ip);
                 // A task of its own: this one's state (sized for the largest handshake, WebTransport's)
                 // would otherwise be kept for the session's life.
-                context
-                    .tasks
-                    .spawn(serve_connection(connection, admission, context.clone()));
+                context.tasks.spawn(
+                    serve_connection(connection, admission, context.clone())
+                        .instrument(session_span(Transport::Quic, ip)),
+                );
             }
             Ok(Err(err)) => {
                 failed();
-                debug!(error = %err, "QUIC handshake failed");
+                debug!(%peer, error = %err, "QUIC handshake failed");
             }
             Err(_) => {
                 failed();
-                debug!("QUIC handshake timed out");
+                debug!(%peer, "QUIC handshake timed out");
             }
         },
-        Some(ALPN_WEBTRANSPORT) => webtransport::serve(connecting, ip, handshake, context).await,
+        Some(ALPN_WEBTRANSPORT) => {
+            webtransport::serve(connecting, ip, handshake, context.clone())
+                .instrument(session_span(Transport::WebTransport, ip))
+                .await;
+        }
         other => {
             failed();
-            debug!(alpn = ?other, "connection without a known ALPN");
+            debug!(%peer, alpn = ?other, "connection without a known ALPN");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use tracing::debug;
+use tracing::{Instrument, debug};
 
 use super::TransportContext;
 use crate::admission::{Admission, OverCapacity};
@@ -79,7 +79,7 @@ pub async fn serve_connection<C: StreamConnection>(
         .sessions
         .open_admitted(admission, C::TRANSPORT, Encoding::Cbor);
     let session = Arc::new(session);
-    debug!(session = session.id(), "QUIC session opened");
+    tracing::Span::current().record("id", session.id());
     let buffers = session.buffers().clone();
     // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
     // waits (and the client's flow control with it) until earlier frames are answered.
@@ -92,14 +92,17 @@ pub async fn serve_connection<C: StreamConnection>(
                 C::refuse_stream(send, recv);
                 continue;
             }
-            context.tasks.spawn(serve_request_stream::<C>(
-                session.clone(),
-                send,
-                recv,
-                frame_budget.clone(),
-                context.config.max_message_size,
-                context.config.idle_timeout(),
-            ));
+            context.tasks.spawn(
+                serve_request_stream::<C>(
+                    session.clone(),
+                    send,
+                    recv,
+                    frame_budget.clone(),
+                    context.config.max_message_size,
+                    context.config.idle_timeout(),
+                )
+                .in_current_span(),
+            );
         }
     };
     let reason = tokio::select! {
@@ -128,7 +131,7 @@ pub async fn serve_connection<C: StreamConnection>(
         }
     };
     metrics.session_closed(C::TRANSPORT, reason);
-    debug!(session = session.id(), ?reason, "QUIC session ended");
+    debug!(?reason, "QUIC session ended");
 }
 
 /// Tells a client it is over the session limit, on a push stream of its own, then closes.

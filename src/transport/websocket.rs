@@ -20,11 +20,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, debug};
 
-use super::TransportContext;
 use super::frame_watch::FrameWatcher;
 use super::responses::{HttpResponse, plain};
+use super::{TransportContext, session_span};
 use crate::metrics::{CloseReason, ErrorSent, HandshakeStage};
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::{ErrorCode, RequestId, ServerMessage};
@@ -75,7 +75,7 @@ pub fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let context = context.clone();
-    let span = debug_span!("websocket", %peer);
+    let span = session_span(Transport::WebSocket, peer.ip());
     context.tasks.clone().spawn(
         async move {
             match on_upgrade.await {
@@ -205,6 +205,7 @@ pub async fn run_session<S>(
             return;
         }
     };
+    tracing::Span::current().record("id", session.id());
     let buffers = session.buffers().clone();
     connection.stream.get_mut().count_on(buffers.clone());
     let ending = tokio::select! {
@@ -212,7 +213,7 @@ pub async fn run_session<S>(
         () = buffers.must_close() => Ending::TooSlow,
         () = context.shutdown.cancelled() => Ending::Shutdown,
     };
-    debug!(session = session.id(), ?ending, "WebSocket session ending");
+    debug!(?ending, "WebSocket session ending");
     metrics.session_closed(Transport::WebSocket, ending.reason());
     // The session's names, relay listing and hourly tokens go now, not after the closing handshake, so
     // that a client reconnecting at once can take its name again.

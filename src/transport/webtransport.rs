@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tracing::debug;
+use tracing::{Instrument, debug};
 use wtransport::endpoint::IncomingSessionFuture;
 use wtransport::{VarInt, quinn};
 
@@ -55,7 +55,7 @@ pub async fn serve(
             // A task of its own, not holding the handshake's state for the session's life.
             context
                 .tasks
-                .spawn(serve_connection(connection, admission, context.clone()));
+                .spawn(serve_connection(connection, admission, context.clone()).in_current_span());
         }
         Err(err) => {
             failed();

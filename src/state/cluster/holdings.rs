@@ -11,6 +11,7 @@ use redis::Script;
 use tracing::info;
 
 use super::{Cluster, StoreError, keys};
+use crate::redact::redacted;
 
 /// Members reaped per step, so that no call grows with what a node held.
 const REAP_BATCH: usize = 256;
@@ -150,7 +151,7 @@ impl Cluster {
             ["l", phone, web_client] => {
                 self.take_link_of(phone, web_client).await?;
             }
-            _ => tracing::warn!(member, "an unreadable holding was skipped"),
+            _ => tracing::warn!(member = %redacted(member), "an unreadable holding was skipped"),
         }
         Ok(())
     }
