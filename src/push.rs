@@ -188,14 +188,17 @@ impl PushSender {
         let queued = self.try_enqueue(message);
         let metrics = &self.shared.metrics;
         match queued {
-            Ok(()) => metrics.push_queued(),
+            Ok(true) => metrics.push_queued(),
+            // The session is ending; its pushes have nowhere to go.
+            Ok(false) => {}
             Err(ForwardRefused::QueueFull) => metrics.push_dropped(PushDropped::QueueFull),
             Err(ForwardRefused::TooLarge(_)) => metrics.push_dropped(PushDropped::TooLarge),
         }
-        queued
+        queued.map(|_| ())
     }
 
-    fn try_enqueue(&self, message: &ServerMessage) -> Result<(), ForwardRefused> {
+    /// Queues the message unless refused; `false` if the receiver is gone and nothing was queued.
+    fn try_enqueue(&self, message: &ServerMessage) -> Result<bool, ForwardRefused> {
         let shared = &self.shared;
         let encoding = shared.encoding();
         let bytes = codec::encode(message, None, encoding);
@@ -209,8 +212,7 @@ impl PushSender {
         }
         let mut queue = shared.queue();
         if queue.receiver_gone {
-            // The session is ending; its pushes have nowhere to go.
-            return Ok(());
+            return Ok(false);
         }
         if queue.pushes.len() >= shared.capacity || queue.bytes + size > shared.max_bytes {
             return Err(ForwardRefused::QueueFull);
@@ -221,7 +223,7 @@ impl PushSender {
         queue.pushes.push_back(Push { encoding, bytes });
         drop(queue);
         shared.queued.notify_one();
-        Ok(())
+        Ok(true)
     }
 }
 
