@@ -45,7 +45,7 @@ use daily_store::DailyStore;
 use data_dir::DataDir;
 use directory::{Directory, LiveCounts};
 use identity::{ServerIdentity, ServerKey};
-use metrics::Introduction;
+use metrics::{Introduction, Metrics};
 use session::Sessions;
 use state::SharedState;
 use state::cluster::Cluster;
@@ -197,6 +197,11 @@ impl Server {
         self.quic_endpoint
             .local_addr()
             .expect("a bound endpoint has an address")
+    }
+
+    /// What the server counts for Prometheus; readable after it stopped.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.context.sessions.metrics()
     }
 
     /// The certificate every TLS endpoint presents.

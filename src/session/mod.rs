@@ -102,7 +102,7 @@ impl Sessions {
     }
 
     /// What this server counts for Prometheus.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
     }
 

@@ -225,6 +225,12 @@ impl StreamConnection for quinn::Connection {
         let _ = send.reset(quinn::VarInt::from_u32(0));
     }
 
+    async fn finish_delivered(send: &mut Self::Send) {
+        if send.finish().is_ok() {
+            let _ = send.stopped().await;
+        }
+    }
+
     fn close(&self, code: CloseCode, reason: &str) {
         quinn::Connection::close(
             self,

@@ -3,11 +3,13 @@
 //! unidirectional stream that starts with `server_info`.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use super::TransportContext;
@@ -22,6 +24,8 @@ use crate::session::{Session, Transport};
 
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// How long a session has at shutdown to deliver the replies and pushes it has, before its close.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// A stream keeps a frame buffer this large between frames; a larger one is given back.
 const KEPT_FRAME_CAPACITY: usize = 16 * 1024;
 
@@ -53,6 +57,9 @@ pub trait StreamConnection: Send + Sync + 'static {
     fn stop_receiving(recv: Self::Recv);
     /// Refuses a whole stream: STOP_SENDING on its receiving side, RESET_STREAM on its sending side.
     fn refuse_stream(send: Self::Send, recv: Self::Recv);
+    /// Finishes a stream (FIN); completes once the client has acknowledged all that was written on it,
+    /// or the stream or the connection is gone.
+    fn finish_delivered(send: &mut Self::Send) -> impl Future<Output = ()> + Send;
     fn close(&self, code: CloseCode, reason: &str);
     /// Completes when the connection is closed, by either side.
     fn closed(&self) -> impl Future<Output = ()> + Send;
@@ -84,8 +91,19 @@ pub async fn serve_connection<C: StreamConnection>(
     // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
     // waits (and the client's flow control with it) until earlier frames are answered.
     let frame_budget = Arc::new(Semaphore::new(2 * context.config.max_message_size));
+    // Each request stream holds a sender; `streams_done` ends when the last stream has.
+    let (streams_open, mut streams_done) = tokio::sync::mpsc::channel::<()>(1);
     let accept_requests = async {
-        while let Some((send, recv)) = connection.accept_bi().await {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                // At shutdown no stream is taken any more; the session ends with its pushes' drain.
+                () = context.shutdown.cancelled() => std::future::pending().await,
+                accepted = connection.accept_bi() => accepted,
+            };
+            let Some((send, recv)) = accepted else {
+                return;
+            };
             // A stream costs a message of the session's rate even if it carries none; its first frame
             // is then paid for.
             if !session.charge_message() {
@@ -100,17 +118,33 @@ pub async fn serve_connection<C: StreamConnection>(
                     frame_budget.clone(),
                     context.config.max_message_size,
                     context.config.idle_timeout(),
+                    streams_open.clone(),
+                    context.shutdown.clone(),
                 )
                 .in_current_span(),
             );
         }
     };
+    let pushes = serve_pushes(
+        &*connection,
+        pushes,
+        &buffers,
+        context.config.idle_timeout(),
+        &context.shutdown,
+    );
     let reason = tokio::select! {
         // The connection closed under the streams: the client closed it, went silent for the idle
         // timeout, or was lost; QUIC does not tell these apart here.
         () = accept_requests => CloseReason::ClientClosed,
-        stopped = serve_pushes(&*connection, pushes, &buffers, context.config.idle_timeout()) => {
+        stopped = pushes => {
             match stopped {
+                PushesStopped::Drained => {
+                    // The request streams answer what they have read, and are done.
+                    drop(streams_open);
+                    let _ = tokio::time::timeout(DRAIN_GRACE, streams_done.recv()).await;
+                    connection.close(CloseCode::ShuttingDown, "shutting down");
+                    CloseReason::ShuttingDown
+                }
                 PushesStopped::Failed => {
                     connection.close(CloseCode::PushStreamFailed, "push stream failed");
                     CloseReason::Failed
@@ -124,10 +158,6 @@ pub async fn serve_connection<C: StreamConnection>(
         () = buffers.must_close() => {
             connection.close(CloseCode::TooSlow, "too slow");
             CloseReason::TooSlow
-        }
-        () = context.shutdown.cancelled() => {
-            connection.close(CloseCode::ShuttingDown, "shutting down");
-            CloseReason::ShuttingDown
         }
     };
     metrics.session_closed(C::TRANSPORT, reason);
@@ -156,20 +186,35 @@ enum PushesStopped {
     Failed,
     /// A push made no progress for the write timeout: the client does not read.
     Stalled,
+    /// The server is shutting down, and what was queued has been delivered (or the grace ran out).
+    Drained,
 }
 
 /// Writes every push, in order, on one unidirectional stream; a push being written stays counted on the
-/// session's buffer account. Returns only if the stream fails or stalls.
+/// session's buffer account. Returns if the stream fails or stalls, or once drained at shutdown.
 async fn serve_pushes<C: StreamConnection>(
     connection: &C,
     mut pushes: PushReceiver,
     buffers: &SessionBuffers,
     write_timeout: Duration,
+    shutdown: &CancellationToken,
 ) -> PushesStopped {
     let Some(mut stream) = connection.open_uni().await else {
         return PushesStopped::Failed;
     };
-    while let Some(push) = pushes.recv().await {
+    let mut shutdown = pin!(shutdown.cancelled());
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut shutdown => None,
+            push = pushes.recv() => Some(push),
+        };
+        let Some(push) = next else {
+            return drain_pushes::<C>(stream, pushes, buffers).await;
+        };
+        let Some(push) = push else {
+            return PushesStopped::Failed;
+        };
         let _writing = buffers.hold_while(push.bytes.len());
         match tokio::time::timeout(write_timeout, write_frame(&mut stream, &push.bytes)).await {
             Ok(Ok(())) => {}
@@ -177,11 +222,33 @@ async fn serve_pushes<C: StreamConnection>(
             Err(_) => return PushesStopped::Stalled,
         }
     }
-    PushesStopped::Failed
+}
+
+/// At shutdown: writes what is queued, finishes the push stream and waits until the client has it all,
+/// within the drain grace.
+async fn drain_pushes<C: StreamConnection>(
+    mut stream: C::Send,
+    mut pushes: PushReceiver,
+    buffers: &SessionBuffers,
+) -> PushesStopped {
+    let drain = async {
+        while let Some(push) = pushes.try_recv() {
+            let _writing = buffers.hold_while(push.bytes.len());
+            if write_frame(&mut stream, &push.bytes).await.is_err() {
+                return;
+            }
+        }
+        C::finish_delivered(&mut stream).await;
+    };
+    let _ = tokio::time::timeout(DRAIN_GRACE, drain).await;
+    PushesStopped::Drained
 }
 
 /// Answers the frames of one request stream in order, one answer frame each; finishes when the client
-/// has finished. The stream's first frame was paid for when the stream was accepted.
+/// has finished, or at shutdown once every frame read is answered and the answers delivered. The
+/// stream's first frame was paid for when the stream was accepted. `_open` tells the session the stream
+/// is being served, until it is dropped.
+#[allow(clippy::too_many_arguments)]
 async fn serve_request_stream<C: StreamConnection>(
     session: Arc<Session>,
     mut send: C::Send,
@@ -189,11 +256,25 @@ async fn serve_request_stream<C: StreamConnection>(
     frame_budget: Arc<Semaphore>,
     max_message_size: usize,
     write_timeout: Duration,
+    _open: mpsc::Sender<()>,
+    shutdown: CancellationToken,
 ) {
     let mut frame = Vec::new();
     let mut paid = true;
+    let mut shutdown = pin!(shutdown.cancelled_owned());
     loop {
-        let length = match read_length(&mut recv, max_message_size).await {
+        let next = tokio::select! {
+            biased;
+            () = &mut shutdown => None,
+            length = read_length(&mut recv, max_message_size) => Some(length),
+        };
+        let Some(next) = next else {
+            // Frames the client sent that were not read yet are not answered: the stream's end tells it.
+            C::stop_receiving(recv);
+            C::finish_delivered(&mut send).await;
+            return;
+        };
+        let length = match next {
             Ok(Some(length)) => length,
             Ok(None) => {
                 let _ = send.shutdown().await;

@@ -2,6 +2,7 @@
 //! in the encoding of the session's last request (JSON before the first).
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use super::frame_watch::FrameWatcher;
@@ -209,9 +211,8 @@ pub async fn run_session<S>(
     let buffers = session.buffers().clone();
     connection.stream.get_mut().count_on(buffers.clone());
     let ending = tokio::select! {
-        ending = connection.serve(&session, &mut pushes) => ending,
+        ending = connection.serve(&session, &mut pushes, &context.shutdown) => ending,
         () = buffers.must_close() => Ending::TooSlow,
-        () = context.shutdown.cancelled() => Ending::Shutdown,
     };
     debug!(?ending, "WebSocket session ending");
     metrics.session_closed(Transport::WebSocket, ending.reason());
@@ -262,6 +263,14 @@ pub async fn run_session<S>(
                 .await;
         }
         Ending::Shutdown => {
+            // What was queued for the client goes before the close frame.
+            let flush = async {
+                while let Some(push) = pushes.try_recv() {
+                    connection.send_encoded(push).await.ok()?;
+                }
+                Some(())
+            };
+            let _ = timeout(CLOSE_GRACE, flush).await;
             connection
                 .close_with(None, CloseCode::Away, "shutting down")
                 .await
@@ -280,7 +289,14 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    async fn serve(&mut self, session: &Session, pushes: &mut PushReceiver) -> Ending {
+    /// Serves requests and pushes until the session ends. A shutdown is seen between messages: the
+    /// message being handled is answered first.
+    async fn serve(
+        &mut self,
+        session: &Session,
+        pushes: &mut PushReceiver,
+        shutdown: &CancellationToken,
+    ) -> Ending {
         // `server_info`, queued when the session opened, goes out before anything is read, so that it
         // is the first frame even for a client that sends without waiting.
         if let Some(server_info) = pushes.try_recv()
@@ -293,8 +309,11 @@ where
         let mut deadline = Instant::now() + self.idle_timeout;
         let mut next_ping = Instant::now() + self.ping_interval;
         let mut pong_owed = false;
+        let mut shutdown = pin!(shutdown.cancelled());
         loop {
             tokio::select! {
+                biased;
+                () = &mut shutdown => return Ending::Shutdown,
                 incoming = self.stream.next() => {
                     deadline = Instant::now() + self.idle_timeout;
                     let (bytes, encoding) = match incoming {

@@ -90,6 +90,10 @@ impl StreamConnection for wtransport::Connection {
         let _ = send.reset(VarInt::from_u32(0));
     }
 
+    async fn finish_delivered(send: &mut Self::Send) {
+        let _ = send.finish().await;
+    }
+
     fn close(&self, code: CloseCode, reason: &str) {
         wtransport::Connection::close(self, VarInt::from_u32(code as u32), reason.as_bytes());
     }

@@ -50,6 +50,8 @@ pub struct TestServer {
     pub quic_addr: SocketAddr,
     pub certificates: Arc<zajel_signal::tls::Certificates>,
     pub clock: Arc<ManualClock>,
+    /// The server's metrics, readable after it stopped.
+    pub metrics: Arc<zajel_signal::metrics::Metrics>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     /// A data directory made for this server alone, removed with it.
@@ -80,6 +82,7 @@ impl TestServer {
         let addr = server.ws_addr();
         let quic_addr = server.quic_addr();
         let certificates = server.certificates().clone();
+        let metrics = server.metrics().clone();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
         Self {
@@ -87,6 +90,7 @@ impl TestServer {
             quic_addr,
             certificates,
             clock,
+            metrics,
             shutdown,
             task: Some(task),
             scratch_data_dir,
