@@ -306,6 +306,23 @@ impl Connection {
         self.quic_connection.close(varint_w2q(error_code), reason);
     }
 
+    // zajel-signal patch (vendor/wtransport/PATCHED.md).
+    /// Closes the WebTransport session, telling the peer why: sends a CLOSE_WEBTRANSPORT_SESSION
+    /// capsule with `error_code` and `reason` on the session's CONNECT stream, then finishes that
+    /// stream. A browser's `WebTransport.closed` then resolves with `{closeCode, reason}`, where
+    /// closing only the QUIC connection ([`Connection::close`]) makes it reject.
+    ///
+    /// `reason` is cut to its first 1024 bytes (at a character boundary), the most the capsule may
+    /// carry. Returns once the capsule is written, not acknowledged; does nothing if the session
+    /// has already ended. The QUIC connection stays open, whatever the peer answers on the CONNECT
+    /// stream: close it with [`Connection::close`] once the peer has closed it or after a grace
+    /// (wtransport's client closes it on the capsule; Chromium drops its side without a
+    /// CONNECTION_CLOSE, and a close that arrives before it has handled the capsule makes
+    /// `WebTransport.closed` reject).
+    pub async fn close_session(&self, error_code: u32, reason: &str) {
+        self.driver.close_session(error_code, reason).await;
+    }
+
     /// Waits for the connection to be closed for any reason.
     pub async fn closed(&self) -> ConnectionError {
         self.quic_connection.closed().await.into()

@@ -1,6 +1,7 @@
 use crate::datagram::Datagram;
 use crate::driver::streams::biremote::StreamBiRemoteH3;
 use crate::driver::streams::biremote::StreamBiRemoteWT;
+use crate::driver::streams::connect::CloseRequest;
 use crate::driver::streams::session::StreamSession;
 use crate::driver::streams::uniremote::StreamUniRemoteWT;
 use crate::driver::streams::Stream;
@@ -43,6 +44,8 @@ pub struct Driver {
     ready_bi_wt_streams: Mutex<mpsc::Receiver<StreamBiRemoteWT>>,
     ready_datagrams: Mutex<mpsc::Receiver<Datagram>>,
     driver_result: SharedResultGet<DriverError>,
+    // zajel-signal patch (vendor/wtransport/PATCHED.md).
+    close_requests: mpsc::Sender<CloseRequest>,
 }
 
 impl Driver {
@@ -53,6 +56,7 @@ impl Driver {
         let ready_bi_wt_streams = mpsc::channel(1);
         let ready_datagrams = mpsc::channel(1);
         let driver_result = shared_result();
+        let close_requests = mpsc::channel(1);
 
         tokio::spawn(
             worker::Worker::new(
@@ -63,6 +67,7 @@ impl Driver {
                 ready_bi_wt_streams.0,
                 ready_datagrams.0,
                 driver_result.0,
+                close_requests.1,
             )
             .run()
             .instrument(debug_span!("Driver", quic_id = quic_connection.stable_id())),
@@ -76,6 +81,22 @@ impl Driver {
             ready_bi_wt_streams: Mutex::new(ready_bi_wt_streams.1),
             ready_datagrams: Mutex::new(ready_datagrams.1),
             driver_result: driver_result.1,
+            close_requests: close_requests.0,
+        }
+    }
+
+    // zajel-signal patch (vendor/wtransport/PATCHED.md).
+    /// Closes the session from this side with a CLOSE_WEBTRANSPORT_SESSION capsule; returns once it
+    /// is written, or at once if the driver has ended.
+    pub async fn close_session(&self, error_code: u32, reason: &str) {
+        let (sent, written) = tokio::sync::oneshot::channel();
+        let request = CloseRequest {
+            error_code,
+            reason: reason.into(),
+            sent,
+        };
+        if self.close_requests.send(request).await.is_ok() {
+            let _ = written.await;
         }
     }
 
@@ -261,6 +282,8 @@ mod worker {
         ready_bi_wt_streams: mpsc::Sender<StreamBiRemoteWT>,
         ready_datagrams: mpsc::Sender<Datagram>,
         driver_result: SharedResultSet<DriverError>,
+        // zajel-signal patch (vendor/wtransport/PATCHED.md).
+        close_requests: mpsc::Receiver<CloseRequest>,
         local_settings_stream: LocalSettingsStream,
         remote_settings_stream: RemoteSettingsStream,
         remote_qpack_enc_stream: RemoteQPackEncStream,
@@ -277,6 +300,7 @@ mod worker {
             ready_bi_wt_streams: mpsc::Sender<StreamBiRemoteWT>,
             ready_datagrams: mpsc::Sender<Datagram>,
             driver_result: SharedResultSet<DriverError>,
+            close_requests: mpsc::Receiver<CloseRequest>,
         ) -> Self {
             Self {
                 quic_connection,
@@ -286,6 +310,7 @@ mod worker {
                 ready_bi_wt_streams,
                 ready_datagrams,
                 driver_result,
+                close_requests,
                 local_settings_stream: LocalSettingsStream::empty(),
                 remote_settings_stream: RemoteSettingsStream::empty(),
                 remote_qpack_enc_stream: RemoteQPackEncStream::empty(),
@@ -372,6 +397,13 @@ mod worker {
                             }
                             None => return Err(DriverError::NotConnected),
                         };
+                    }
+
+                    // zajel-signal patch (vendor/wtransport/PATCHED.md): a request waits until the
+                    // session's CONNECT stream is known.
+                    Some(close) = self.close_requests.recv(), if !self.connect_stream.is_empty() => {
+                        self.connect_stream.close(close.error_code, &close.reason).await;
+                        let _ = close.sent.send(());
                     }
 
                     error = Self::run_control_streams(&mut self.local_settings_stream,

@@ -555,6 +555,12 @@ pub mod session {
         pub fn reset(&mut self, error_code: VarInt) {
             let _ = self.stream.0.reset(error_code);
         }
+
+        // zajel-signal patch (vendor/wtransport/PATCHED.md): FIN without waiting, as `finish` does,
+        // for the peer to acknowledge the stream, so that the driver is not held up.
+        pub fn finish_without_waiting(&mut self) {
+            let _ = self.stream.0 .0.finish();
+        }
     }
 }
 
