@@ -9,7 +9,7 @@ use tracing::debug;
 use wtransport::quinn;
 
 use super::TransportContext;
-use super::streams::{CloseCode, StreamConnection, serve_connection};
+use super::streams::{CLOSE_GRACE, CloseCode, StreamConnection, serve_connection};
 use super::webtransport;
 use crate::config::TransportConfig;
 use crate::metrics::HandshakeStage;
@@ -106,6 +106,12 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
             .tasks
             .spawn(serve_incoming(incoming, context_for_task));
     }
+    // Sessions close themselves, a WebTransport session telling its client first and giving it
+    // CLOSE_GRACE to close the connection: closing the endpoint now would cut that short. New
+    // connections are refused meanwhile; what is left after the grace (handshakes in progress) closes
+    // with the endpoint.
+    endpoint.set_server_config(None);
+    let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
     endpoint.close(
         quinn::VarInt::from_u32(CloseCode::ShuttingDown as u32),
         b"shutting down",
@@ -218,7 +224,7 @@ impl StreamConnection for quinn::Connection {
         let _ = send.reset(quinn::VarInt::from_u32(0));
     }
 
-    fn close(&self, code: CloseCode, reason: &str) {
+    async fn close(&self, code: CloseCode, reason: &str) {
         quinn::Connection::close(
             self,
             quinn::VarInt::from_u32(code as u32),

@@ -22,6 +22,9 @@ use crate::session::{Session, Transport};
 
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// How long a client told that its session is closed (a WebTransport session's close) has to close
+/// the connection itself before the server closes it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A stream keeps a frame buffer this large between frames; a larger one is given back.
 const KEPT_FRAME_CAPACITY: usize = 16 * 1024;
 
@@ -53,7 +56,9 @@ pub trait StreamConnection: Send + Sync + 'static {
     fn stop_receiving(recv: Self::Recv);
     /// Refuses a whole stream: STOP_SENDING on its receiving side, RESET_STREAM on its sending side.
     fn refuse_stream(send: Self::Send, recv: Self::Recv);
-    fn close(&self, code: CloseCode, reason: &str);
+    /// Closes the session with `code` and `reason`; completes when the connection is closed, within
+    /// [`CLOSE_GRACE`].
+    fn close(&self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
     /// Completes when the connection is closed, by either side.
     fn closed(&self) -> impl Future<Output = ()> + Send;
 }
@@ -109,21 +114,21 @@ pub async fn serve_connection<C: StreamConnection>(
         stopped = serve_pushes(&*connection, pushes, &buffers, context.config.idle_timeout()) => {
             match stopped {
                 PushesStopped::Failed => {
-                    connection.close(CloseCode::PushStreamFailed, "push stream failed");
+                    connection.close(CloseCode::PushStreamFailed, "push stream failed").await;
                     CloseReason::Failed
                 }
                 PushesStopped::Stalled => {
-                    connection.close(CloseCode::TooSlow, "too slow");
+                    connection.close(CloseCode::TooSlow, "too slow").await;
                     CloseReason::TooSlow
                 }
             }
         }
         () = buffers.must_close() => {
-            connection.close(CloseCode::TooSlow, "too slow");
+            connection.close(CloseCode::TooSlow, "too slow").await;
             CloseReason::TooSlow
         }
         () = context.shutdown.cancelled() => {
-            connection.close(CloseCode::ShuttingDown, "shutting down");
+            connection.close(CloseCode::ShuttingDown, "shutting down").await;
             CloseReason::ShuttingDown
         }
     };
@@ -145,7 +150,9 @@ async fn refuse<C: StreamConnection>(connection: &C, reason: &str) {
         Some(())
     };
     let _ = tokio::time::timeout(REFUSAL_GRACE, tell).await;
-    connection.close(CloseCode::OverCapacity, "over_capacity");
+    connection
+        .close(CloseCode::OverCapacity, "over_capacity")
+        .await;
 }
 
 /// Why the push stream stopped.
