@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The interop tests: headless Chromium (WebTransport and WebSocket, and the status page, whose screenshot
 # is kept in .interop/artifacts/) and aioquic (raw QUIC and WebTransport) against a freshly started
-# zajel-signal on loopback, then its /metrics through promtool. Run interop/setup.sh first.
+# zajel-signal on loopback, then its /metrics through promtool; then headless Chromium sees a server of
+# its own drain (its WebTransport session's close). Run interop/setup.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,6 @@ node interop/browser.mjs --http "http://$ws_addr" --wt "https://$quic_addr/" --w
 .interop/venv/bin/python interop/aioquic_client.py --http "http://$ws_addr" --quic "$quic_addr"
 # Last, to see what the clients above did.
 python3 interop/metrics_check.py --http "http://$ws_addr"
-echo "interop: 8 passed, 0 failed"
+# A server of its own, which it stops.
+node interop/drain.mjs --server "$target_dir/debug/zajel-signal"
+echo "interop: 9 passed, 0 failed"

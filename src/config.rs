@@ -225,8 +225,9 @@ pub struct TransportConfig {
     pub handshake_timeout_secs: u64,
 
     /// At SIGTERM or SIGINT the server stops accepting and tells every session to go (WebSocket close
-    /// 1001, QUIC and WebTransport application close 0 "shutting down"); it waits this long, in
-    /// seconds, for their closing handshakes, then exits. A second signal exits at once.
+    /// 1001, QUIC application close 0 "shutting down", WebTransport the same in its session's close
+    /// capsule, then on its connection); it waits this long, in seconds, for their closing handshakes,
+    /// then exits. A second signal exits at once.
     #[arg(long, env = "ZAJEL_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 

@@ -239,6 +239,33 @@ async fn shutdown_closes_quic_sessions_with_code_0() {
     }
 }
 
+/// At shutdown a WebTransport session is closed in the session first (CLOSE_WEBTRANSPORT_SESSION with
+/// code 0 and "shutting down"), and only then its connection. wtransport's client reports the same
+/// session end either way (its `accept_bi` fails with the code and reason of whichever close came
+/// first), but on the capsule it closes the QUIC connection itself, so its connection was closed
+/// locally; on the server's QUIC close alone, it would have been closed by the peer.
+#[tokio::test]
+async fn shutdown_closes_webtransport_sessions_with_a_close_capsule() {
+    let server = TestServer::start().await;
+    let client = WebTransportClient::connect(&server).await;
+    server.stop().await;
+    let ended = tokio::time::timeout(common::PATIENCE, client.connection.accept_bi())
+        .await
+        .expect("the session ends in time");
+    match ended {
+        Err(wtransport::error::ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.code(), wtransport::VarInt::from_u32(0));
+            assert_eq!(close.reason(), b"shutting down");
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+    assert_eq!(
+        client.connection.closed().await,
+        wtransport::error::ConnectionError::LocallyClosed,
+        "the client closed the connection on the session's close, before the server closed it"
+    );
+}
+
 /// PROTOCOL 2.6: the server sends QUIC PINGs at the ping interval, so QUIC and WebTransport clients that
 /// send nothing themselves (quinn's clients have no keep-alive of their own) outlive the idle timeout.
 #[tokio::test]
@@ -1025,8 +1052,9 @@ async fn shutdown_under_load_answers_what_was_read_and_closes_every_session() {
                 .await
                 .unwrap();
             let pongs = ping_until_the_stream_ends(send, recv, started).await;
-            match webtransport.connection.closed().await {
-                wtransport::error::ConnectionError::ApplicationClosed(close) => {
+            // The session's close (its capsule), after which the client closes the connection.
+            match webtransport.connection.accept_bi().await {
+                Err(wtransport::error::ConnectionError::ApplicationClosed(close)) => {
                     assert_eq!(close.code().into_inner(), 0);
                     assert_eq!(close.reason(), b"shutting down");
                 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tracing::{Instrument, debug};
 use wtransport::quinn;
 
-use super::streams::{CloseCode, StreamConnection, serve_connection};
+use super::streams::{CLOSE_GRACE, CloseCode, DRAIN_GRACE, StreamConnection, serve_connection};
 use super::webtransport;
 use super::{TransportContext, session_span};
 use crate::config::TransportConfig;
@@ -107,6 +107,14 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<TransportContext>) {
             .tasks
             .spawn(serve_incoming(incoming, context_for_task));
     }
+    // Sessions close themselves: each delivers what it answered and queued (within DRAIN_GRACE for its
+    // pushes, then again for its request streams), then a WebTransport session tells its client first
+    // and gives it CLOSE_GRACE to close the connection. Closing the endpoint now would cut that short.
+    // New connections are refused meanwhile; what is left after that (handshakes in progress) closes
+    // with the endpoint.
+    endpoint.set_server_config(None);
+    let sessions_closing = 2 * DRAIN_GRACE + CLOSE_GRACE;
+    let _ = tokio::time::timeout(sessions_closing, endpoint.wait_idle()).await;
     endpoint.close(
         quinn::VarInt::from_u32(CloseCode::ShuttingDown as u32),
         b"shutting down",
@@ -231,7 +239,7 @@ impl StreamConnection for quinn::Connection {
         }
     }
 
-    fn close(&self, code: CloseCode, reason: &str) {
+    async fn close(&self, code: CloseCode, reason: &str) {
         quinn::Connection::close(
             self,
             quinn::VarInt::from_u32(code as u32),

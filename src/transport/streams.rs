@@ -25,7 +25,10 @@ use crate::session::{Session, Transport};
 /// How long a refused client has to read its `over_capacity` error before the connection closes.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 /// How long a session has at shutdown to deliver the replies and pushes it has, before its close.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long a client told that its session is closed (a WebTransport session's close) has to close
+/// the connection itself before the server closes it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A stream keeps a frame buffer this large between frames; a larger one is given back.
 const KEPT_FRAME_CAPACITY: usize = 16 * 1024;
 
@@ -60,7 +63,9 @@ pub trait StreamConnection: Send + Sync + 'static {
     /// Finishes a stream (FIN); completes once the client has acknowledged all that was written on it,
     /// or the stream or the connection is gone.
     fn finish_delivered(send: &mut Self::Send) -> impl Future<Output = ()> + Send;
-    fn close(&self, code: CloseCode, reason: &str);
+    /// Closes the session with `code` and `reason`; completes when the connection is closed, within
+    /// [`CLOSE_GRACE`].
+    fn close(&self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
     /// Completes when the connection is closed, by either side.
     fn closed(&self) -> impl Future<Output = ()> + Send;
 }
@@ -142,21 +147,23 @@ pub async fn serve_connection<C: StreamConnection>(
                     // The request streams answer what they have read, and are done.
                     drop(streams_open);
                     let _ = tokio::time::timeout(DRAIN_GRACE, streams_done.recv()).await;
-                    connection.close(CloseCode::ShuttingDown, "shutting down");
+                    connection
+                        .close(CloseCode::ShuttingDown, "shutting down")
+                        .await;
                     CloseReason::ShuttingDown
                 }
                 PushesStopped::Failed => {
-                    connection.close(CloseCode::PushStreamFailed, "push stream failed");
+                    connection.close(CloseCode::PushStreamFailed, "push stream failed").await;
                     CloseReason::Failed
                 }
                 PushesStopped::Stalled => {
-                    connection.close(CloseCode::TooSlow, "too slow");
+                    connection.close(CloseCode::TooSlow, "too slow").await;
                     CloseReason::TooSlow
                 }
             }
         }
         () = buffers.must_close() => {
-            connection.close(CloseCode::TooSlow, "too slow");
+            connection.close(CloseCode::TooSlow, "too slow").await;
             CloseReason::TooSlow
         }
     };
@@ -178,7 +185,9 @@ async fn refuse<C: StreamConnection>(connection: &C, reason: &str) {
         Some(())
     };
     let _ = tokio::time::timeout(REFUSAL_GRACE, tell).await;
-    connection.close(CloseCode::OverCapacity, "over_capacity");
+    connection
+        .close(CloseCode::OverCapacity, "over_capacity")
+        .await;
 }
 
 /// Why the push stream stopped.

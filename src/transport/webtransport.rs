@@ -9,7 +9,7 @@ use wtransport::endpoint::IncomingSessionFuture;
 use wtransport::{VarInt, quinn};
 
 use super::TransportContext;
-use super::streams::{CloseCode, StreamConnection, serve_connection};
+use super::streams::{CLOSE_GRACE, CloseCode, StreamConnection, serve_connection};
 use crate::admission::Handshake;
 use crate::metrics::HandshakeStage;
 use crate::session::Transport;
@@ -94,7 +94,17 @@ impl StreamConnection for wtransport::Connection {
         let _ = send.finish().await;
     }
 
-    fn close(&self, code: CloseCode, reason: &str) {
+    /// The session's close first (CLOSE_WEBTRANSPORT_SESSION): a browser's `WebTransport.closed` then
+    /// resolves with the code and reason, where it rejects when only the connection closes. The
+    /// connection is closed after, by the client (wtransport's does at once) or, when it has not
+    /// within the grace, by the server with the same code: Chromium drops its side of the connection
+    /// without telling, and closing earlier can overtake its handling of the capsule.
+    async fn close(&self, code: CloseCode, reason: &str) {
+        let told = async {
+            self.close_session(code as u32, reason).await;
+            wtransport::Connection::closed(self).await;
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, told).await;
         wtransport::Connection::close(self, VarInt::from_u32(code as u32), reason.as_bytes());
     }
 
