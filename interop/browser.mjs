@@ -6,13 +6,13 @@
 
 import { createServer } from "node:http";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+import { LAUNCH, loadChromium } from "./chromium.mjs";
+
 const STEP_TIMEOUT_MS = 20000;
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -25,13 +25,7 @@ const { values: args } = parseArgs({
   options: { http: { type: "string" }, wt: { type: "string" }, ws: { type: "string" } },
 });
 if (!args.http || !args.wt || !args.ws) fail("usage: --http URL --wt URL --ws URL");
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  fail("playwright-core is not installed (npm install --prefix interop)");
-}
+const chromium = await loadChromium(fail);
 
 const hash = await (await fetch(new URL("/cert-hash", args.http))).json();
 if (hash.algorithm !== "sha-256" || !hash.value) fail(`unexpected /cert-hash ${JSON.stringify(hash)}`);
@@ -52,12 +46,7 @@ await new Promise((resolve) => pages.listen(0, "127.0.0.1", resolve));
 const pageBase = `http://127.0.0.1:${pages.address().port}/page.html`;
 
 const profile = await mkdtemp(join(tmpdir(), "zajel-chromium-"));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await chromium.launchPersistentContext(profile, LAUNCH);
 
 async function open(peer, token, { disableWebTransport, wrongHash, expectPush, pair }) {
   const query = new URLSearchParams({ http: args.http, wt: args.wt, ws: args.ws, code: peer, token,

@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+import { LAUNCH, loadChromium } from "./chromium.mjs";
+
 const STEP_TIMEOUT_MS = 20000;
 
 const { values: args } = parseArgs({ options: { server: { type: "string" } } });
@@ -31,13 +32,7 @@ function fail(message) {
 
 if (!args.server) fail("usage: --server PATH_TO_ZAJEL_SIGNAL");
 if (!existsSync(args.server)) fail(`no server binary at ${args.server} (cargo build)`);
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  fail("playwright-core is not installed (npm install --prefix interop)");
-}
+const chromium = await loadChromium(fail);
 
 const dataDir = await mkdtemp(join(tmpdir(), "zajel-drain-data-"));
 server = spawn(args.server,
@@ -69,13 +64,7 @@ const pages = createServer((request, response) => {
 await new Promise((resolve) => pages.listen(0, "127.0.0.1", resolve));
 
 const profile = await mkdtemp(join(tmpdir(), "zajel-chromium-"));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync",
-         ...(process.env.NETLOG ? [`--log-net-log=${process.env.NETLOG}`, "--net-log-capture-mode=Everything"] : [])],
-});
+const browser = await chromium.launchPersistentContext(profile, LAUNCH);
 
 try {
   const page = await browser.newPage();

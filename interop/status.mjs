@@ -6,11 +6,11 @@
 //   node interop/status.mjs --http http://127.0.0.1:8080 --ws ws://127.0.0.1:8080/ --artifacts .interop/artifacts
 
 import { mkdir } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+import { LAUNCH, loadChromium } from "./chromium.mjs";
+
 const STEP_TIMEOUT_MS = 20000;
 const PINGS = 25;
 
@@ -23,20 +23,9 @@ const { values: args } = parseArgs({
   options: { http: { type: "string" }, ws: { type: "string" }, artifacts: { type: "string" } },
 });
 if (!args.http || !args.ws || !args.artifacts) fail("usage: --http URL --ws URL --artifacts DIR");
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  fail("playwright-core is not installed (npm install --prefix interop)");
-}
+const chromium = await loadChromium(fail);
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await chromium.launch(LAUNCH);
 
 /** The numbers the page shows now. */
 function shown(page) {
