@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug};
 
 use super::TransportContext;
@@ -96,8 +97,9 @@ pub async fn serve_connection<C: StreamConnection>(
     // Bytes of request frames this session may hold at once, whatever its number of streams: a stream
     // waits (and the client's flow control with it) until earlier frames are answered.
     let frame_budget = Arc::new(Semaphore::new(2 * context.config.max_message_size));
-    // Each request stream holds a sender; `streams_done` ends when the last stream has.
-    let (streams_open, mut streams_done) = tokio::sync::mpsc::channel::<()>(1);
+    // The session's request streams, waited for at shutdown (a tracker is a small allocation; a tokio
+    // channel would keep a block of slots for the session's life).
+    let streams = TaskTracker::new();
     let accept_requests = async {
         loop {
             let accepted = tokio::select! {
@@ -116,17 +118,18 @@ pub async fn serve_connection<C: StreamConnection>(
                 continue;
             }
             context.tasks.spawn(
-                serve_request_stream::<C>(
-                    session.clone(),
-                    send,
-                    recv,
-                    frame_budget.clone(),
-                    context.config.max_message_size,
-                    context.config.idle_timeout(),
-                    streams_open.clone(),
-                    context.shutdown.clone(),
-                )
-                .in_current_span(),
+                streams.track_future(
+                    serve_request_stream::<C>(
+                        session.clone(),
+                        send,
+                        recv,
+                        frame_budget.clone(),
+                        context.config.max_message_size,
+                        context.config.idle_timeout(),
+                        context.shutdown.clone(),
+                    )
+                    .in_current_span(),
+                ),
             );
         }
     };
@@ -145,8 +148,8 @@ pub async fn serve_connection<C: StreamConnection>(
             match stopped {
                 PushesStopped::Drained => {
                     // The request streams answer what they have read, and are done.
-                    drop(streams_open);
-                    let _ = tokio::time::timeout(DRAIN_GRACE, streams_done.recv()).await;
+                    streams.close();
+                    let _ = tokio::time::timeout(DRAIN_GRACE, streams.wait()).await;
                     connection
                         .close(CloseCode::ShuttingDown, "shutting down")
                         .await;
@@ -255,9 +258,7 @@ async fn drain_pushes<C: StreamConnection>(
 
 /// Answers the frames of one request stream in order, one answer frame each; finishes when the client
 /// has finished, or at shutdown once every frame read is answered and the answers delivered. The
-/// stream's first frame was paid for when the stream was accepted. `_open` tells the session the stream
-/// is being served, until it is dropped.
-#[allow(clippy::too_many_arguments)]
+/// stream's first frame was paid for when the stream was accepted.
 async fn serve_request_stream<C: StreamConnection>(
     session: Arc<Session>,
     mut send: C::Send,
@@ -265,7 +266,6 @@ async fn serve_request_stream<C: StreamConnection>(
     frame_budget: Arc<Semaphore>,
     max_message_size: usize,
     write_timeout: Duration,
-    _open: mpsc::Sender<()>,
     shutdown: CancellationToken,
 ) {
     let mut frame = Vec::new();

@@ -44,8 +44,9 @@ pub struct Driver {
     ready_bi_wt_streams: Mutex<mpsc::Receiver<StreamBiRemoteWT>>,
     ready_datagrams: Mutex<mpsc::Receiver<Datagram>>,
     driver_result: SharedResultGet<DriverError>,
-    // zajel-signal patch (vendor/wtransport/PATCHED.md).
-    close_requests: mpsc::Sender<CloseRequest>,
+    // zajel-signal patch (vendor/wtransport/PATCHED.md): a session closes once, so a oneshot (a
+    // channel would keep a block of slots for the connection's life).
+    close_request: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<CloseRequest>>>,
 }
 
 impl Driver {
@@ -56,7 +57,7 @@ impl Driver {
         let ready_bi_wt_streams = mpsc::channel(1);
         let ready_datagrams = mpsc::channel(1);
         let driver_result = shared_result();
-        let close_requests = mpsc::channel(1);
+        let close_request = tokio::sync::oneshot::channel();
 
         tokio::spawn(
             worker::Worker::new(
@@ -67,7 +68,7 @@ impl Driver {
                 ready_bi_wt_streams.0,
                 ready_datagrams.0,
                 driver_result.0,
-                close_requests.1,
+                close_request.1,
             )
             .run()
             .instrument(debug_span!("Driver", quic_id = quic_connection.stable_id())),
@@ -81,21 +82,29 @@ impl Driver {
             ready_bi_wt_streams: Mutex::new(ready_bi_wt_streams.1),
             ready_datagrams: Mutex::new(ready_datagrams.1),
             driver_result: driver_result.1,
-            close_requests: close_requests.0,
+            close_request: std::sync::Mutex::new(Some(close_request.0)),
         }
     }
 
     // zajel-signal patch (vendor/wtransport/PATCHED.md).
     /// Closes the session from this side with a CLOSE_WEBTRANSPORT_SESSION capsule; returns once it
-    /// is written, or at once if the driver has ended.
+    /// is written, or at once if the driver has ended or the session was closed this way before.
     pub async fn close_session(&self, error_code: u32, reason: &str) {
+        let requests = self
+            .close_request
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(requests) = requests else {
+            return;
+        };
         let (sent, written) = tokio::sync::oneshot::channel();
         let request = CloseRequest {
             error_code,
             reason: reason.into(),
             sent,
         };
-        if self.close_requests.send(request).await.is_ok() {
+        if requests.send(request).is_ok() {
             let _ = written.await;
         }
     }
@@ -282,8 +291,8 @@ mod worker {
         ready_bi_wt_streams: mpsc::Sender<StreamBiRemoteWT>,
         ready_datagrams: mpsc::Sender<Datagram>,
         driver_result: SharedResultSet<DriverError>,
-        // zajel-signal patch (vendor/wtransport/PATCHED.md).
-        close_requests: mpsc::Receiver<CloseRequest>,
+        // zajel-signal patch (vendor/wtransport/PATCHED.md): until a close is asked for.
+        close_request: Option<tokio::sync::oneshot::Receiver<CloseRequest>>,
         local_settings_stream: LocalSettingsStream,
         remote_settings_stream: RemoteSettingsStream,
         remote_qpack_enc_stream: RemoteQPackEncStream,
@@ -300,7 +309,7 @@ mod worker {
             ready_bi_wt_streams: mpsc::Sender<StreamBiRemoteWT>,
             ready_datagrams: mpsc::Sender<Datagram>,
             driver_result: SharedResultSet<DriverError>,
-            close_requests: mpsc::Receiver<CloseRequest>,
+            close_request: tokio::sync::oneshot::Receiver<CloseRequest>,
         ) -> Self {
             Self {
                 quic_connection,
@@ -310,13 +319,23 @@ mod worker {
                 ready_bi_wt_streams,
                 ready_datagrams,
                 driver_result,
-                close_requests,
+                close_request: Some(close_request),
                 local_settings_stream: LocalSettingsStream::empty(),
                 remote_settings_stream: RemoteSettingsStream::empty(),
                 remote_qpack_enc_stream: RemoteQPackEncStream::empty(),
                 remote_qpack_dec_stream: RemoteQPackDecStream::empty(),
                 connect_stream: ConnectStream::empty(),
             }
+        }
+
+        // zajel-signal patch (vendor/wtransport/PATCHED.md).
+        /// The close asked for, once; the request is gone after it (or after its sender went).
+        async fn close_asked(
+            request: &mut Option<tokio::sync::oneshot::Receiver<CloseRequest>>,
+        ) -> Result<CloseRequest, tokio::sync::oneshot::error::RecvError> {
+            let asked = request.as_mut().expect("checked before polling").await;
+            *request = None;
+            asked
         }
 
         pub async fn run(mut self) {
@@ -401,7 +420,8 @@ mod worker {
 
                     // zajel-signal patch (vendor/wtransport/PATCHED.md): a request waits until the
                     // session's CONNECT stream is known.
-                    Some(close) = self.close_requests.recv(), if !self.connect_stream.is_empty() => {
+                    Ok(close) = Self::close_asked(&mut self.close_request),
+                        if self.close_request.is_some() && !self.connect_stream.is_empty() => {
                         self.connect_stream.close(close.error_code, &close.reason).await;
                         let _ = close.sent.send(());
                     }

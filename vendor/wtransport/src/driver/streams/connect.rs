@@ -23,6 +23,7 @@ pub const MAX_CLOSE_REASON_LEN: usize = 1024;
 
 // zajel-signal patch (vendor/wtransport/PATCHED.md).
 /// A request to close the session from this side; `sent` is told once the capsule is written.
+#[derive(Debug)]
 pub struct CloseRequest {
     pub error_code: u32,
     pub reason: Box<str>,
