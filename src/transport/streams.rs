@@ -149,29 +149,33 @@ pub async fn serve_connection<C: StreamConnection>(
                 PushesStopped::Drained => {
                     // The request streams answer what they have read, and are done.
                     streams.close();
-                    let _ = tokio::time::timeout(DRAIN_GRACE, streams.wait()).await;
-                    connection
-                        .close(CloseCode::ShuttingDown, "shutting down")
-                        .await;
+                    let _ = Box::pin(tokio::time::timeout(DRAIN_GRACE, streams.wait())).await;
+                    close(&*connection, CloseCode::ShuttingDown, "shutting down").await;
                     CloseReason::ShuttingDown
                 }
                 PushesStopped::Failed => {
-                    connection.close(CloseCode::PushStreamFailed, "push stream failed").await;
+                    close(&*connection, CloseCode::PushStreamFailed, "push stream failed").await;
                     CloseReason::Failed
                 }
                 PushesStopped::Stalled => {
-                    connection.close(CloseCode::TooSlow, "too slow").await;
+                    close(&*connection, CloseCode::TooSlow, "too slow").await;
                     CloseReason::TooSlow
                 }
             }
         }
         () = buffers.must_close() => {
-            connection.close(CloseCode::TooSlow, "too slow").await;
+            close(&*connection, CloseCode::TooSlow, "too slow").await;
             CloseReason::TooSlow
         }
     };
     metrics.session_closed(C::TRANSPORT, reason);
     debug!(?reason, "QUIC session ended");
+}
+
+/// Closes the session. Boxed: a WebTransport close (its capsule, then waiting for the client) is a
+/// large future, which would otherwise make every idle session's task as large.
+async fn close<C: StreamConnection>(connection: &C, code: CloseCode, reason: &str) {
+    Box::pin(connection.close(code, reason)).await;
 }
 
 /// Tells a client it is over the session limit, on a push stream of its own, then closes.
@@ -222,7 +226,7 @@ async fn serve_pushes<C: StreamConnection>(
             push = pushes.recv() => Some(push),
         };
         let Some(push) = next else {
-            return drain_pushes::<C>(stream, pushes, buffers).await;
+            return Box::pin(drain_pushes::<C>(stream, pushes, buffers)).await;
         };
         let Some(push) = push else {
             return PushesStopped::Failed;
@@ -280,7 +284,7 @@ async fn serve_request_stream<C: StreamConnection>(
         let Some(next) = next else {
             // Frames the client sent that were not read yet are not answered: the stream's end tells it.
             C::stop_receiving(recv);
-            C::finish_delivered(&mut send).await;
+            Box::pin(C::finish_delivered(&mut send)).await;
             return;
         };
         let length = match next {
