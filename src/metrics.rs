@@ -262,7 +262,6 @@ pub struct Holdings {
     pub pairing_codes: usize,
     pub pending_pair_requests: usize,
     pub pending_link_requests: usize,
-    pub quic_retries: u64,
     /// When the certificate presented now stops being valid.
     pub certificate_not_after: Option<SystemTime>,
 }
@@ -284,6 +283,7 @@ pub struct Metrics {
     rendezvous_matches: IntCounter,
     dead_drops_returned: IntCounter,
     relays_listed: IntCounter,
+    quic_retries: IntCounter,
     /// By [`Introduction`], then [`Outcome`].
     introductions: [[IntCounter; 5]; 2],
     gauges: Gauges,
@@ -297,7 +297,6 @@ struct Gauges {
     handshakes_in_progress: IntGauge,
     buffered_bytes: IntGauge,
     registry: IntGaugeVec,
-    quic_retries: IntCounter,
     certificate_expires_in: Gauge,
     cpu_seconds: Counter,
     resident_bytes: IntGauge,
@@ -477,6 +476,11 @@ impl Metrics {
                 "zajel_relays_listed_total",
                 "Relays returned by get_relays.",
             ),
+            quic_retries: counter(
+                &registry,
+                "zajel_quic_retries_total",
+                "QUIC Retries sent: clients asked to prove their address before a handshake.",
+            ),
             introductions: [Introduction::Pair, Introduction::Link].map(|kind| {
                 let kind = match kind {
                     Introduction::Pair => "pair",
@@ -499,11 +503,6 @@ impl Metrics {
                     "Bytes all sessions buffer now (queued pushes, frames being read or written).",
                 ),
                 registry: registry_sizes,
-                quic_retries: counter(
-                    &registry,
-                    "zajel_quic_retries_total",
-                    "QUIC Retries sent: clients asked to prove their address before a handshake.",
-                ),
                 certificate_expires_in: {
                     let gauge = Gauge::new(
                         "zajel_certificate_expires_in_seconds",
@@ -643,6 +642,15 @@ impl Metrics {
         self.errors.iter().map(IntCounter::get).sum()
     }
 
+    pub fn quic_retry_sent(&self) {
+        self.quic_retries.inc();
+    }
+
+    /// QUIC Retries sent since the start.
+    pub fn quic_retries(&self) -> u64 {
+        self.quic_retries.get()
+    }
+
     pub fn introductions_timed_out(&self, kind: Introduction, count: usize) {
         self.introductions[kind as usize][Outcome::TimedOut as usize].inc_by(count as u64);
     }
@@ -677,7 +685,6 @@ impl Metrics {
                 .with_label_values(&[name])
                 .set(as_gauge(size));
         }
-        catch_up(&gauges.quic_retries, holdings.quic_retries);
         let seconds_left = holdings
             .certificate_not_after
             .map_or(f64::NAN, |not_after| {
@@ -708,14 +715,6 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut text)
             .expect("the text encoder writes to a Vec");
         String::from_utf8(text).expect("the text format is UTF-8")
-    }
-}
-
-/// A counter brought up to a total kept elsewhere.
-fn catch_up(counter: &IntCounter, total: u64) {
-    let counted = counter.get();
-    if total > counted {
-        counter.inc_by(total - counted);
     }
 }
 

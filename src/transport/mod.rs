@@ -12,7 +12,6 @@ pub mod webtransport;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -49,8 +48,6 @@ pub struct TransportContext {
     pub config: TransportConfig,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    /// QUIC Retries sent: clients asked to prove their address before their handshake.
-    pub quic_retries: AtomicU64,
     /// When the server started, for `uptime`.
     pub started: Instant,
     /// What `/stats` reports as the configured limits.
@@ -70,7 +67,6 @@ impl TransportContext {
             config,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            quic_retries: AtomicU64::new(0),
             started: Instant::now(),
             limits,
         }
@@ -111,7 +107,7 @@ impl TransportContext {
             "rendezvousEntries": counts.rendezvous_entries,
             "handshakes": self.sessions.admissions().handshakes(),
             "bufferedBytes": self.sessions.buffered_bytes(),
-            "quicRetries": self.quic_retries.load(Ordering::Relaxed),
+            "quicRetries": self.sessions.metrics().quic_retries(),
             "cluster": cluster,
         })
     }
@@ -171,7 +167,6 @@ impl TransportContext {
             pairing_codes: counts.pairing_codes,
             pending_pair_requests: counts.pending_pairs,
             pending_link_requests: counts.pending_links,
-            quic_retries: self.quic_retries.load(Ordering::Relaxed),
             certificate_not_after: self.certificates.not_after(),
         })
     }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tracing::{Instrument, debug};
 use wtransport::quinn;
@@ -141,7 +140,7 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<TransportContext
     {
         match incoming.retry() {
             Ok(()) => {
-                context.quic_retries.fetch_add(1, Ordering::Relaxed);
+                context.sessions.metrics().quic_retry_sent();
             }
             Err(err) => debug!(error = %err, "QUIC retry not sent"),
         }
