@@ -113,7 +113,8 @@ impl CertificateSource {
 struct Current {
     certified: Arc<CertifiedKey>,
     sha256: [u8; 32],
-    /// When a development certificate stops being valid.
+    /// When the certificate stops being valid, read from it when it was loaded; `None` if it could not
+    /// be parsed.
     not_after: Option<SystemTime>,
     /// The files' modification times when they were read.
     modified: Option<(SystemTime, SystemTime)>,
@@ -207,13 +208,10 @@ impl Certificates {
         self.read().current.certified.cert[0].clone()
     }
 
-    /// When the certificate presented now stops being valid, read from the certificate itself (so for
-    /// PEM files too); `None` if it cannot be parsed.
+    /// When the certificate presented now stops being valid (development certificates and PEM files
+    /// alike); `None` if it could not be parsed.
     pub fn not_after(&self) -> Option<SystemTime> {
-        let leaf = self.leaf_der();
-        let (_, certificate) = x509_parser::parse_x509_certificate(&leaf).ok()?;
-        let seconds = certificate.validity().not_after.timestamp();
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+        self.read().current.not_after
     }
 
     /// At `now`: a development certificate due for replacement gives way to its announced successor (or
@@ -308,6 +306,7 @@ fn certified_key(
     let signing_key =
         rustls::crypto::ring::sign::any_supported_type(key).map_err(TlsError::UnusableKey)?;
     let sha256 = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
+    let not_after = not_after_of(&chain[0]);
     let certified = CertifiedKey::new(chain, signing_key);
     // A key that does not belong to the certificate would fail every handshake; refusing it keeps the
     // current certificate in place (say, between the two writes of a renewal).
@@ -315,9 +314,16 @@ fn certified_key(
     Ok(Current {
         sha256: sha256.as_ref().try_into().expect("SHA-256 is 32 bytes"),
         certified: Arc::new(certified),
-        not_after: None,
+        not_after,
         modified: None,
     })
+}
+
+/// When `leaf` stops being valid, as it says.
+fn not_after_of(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let seconds = certificate.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
 }
 
 fn read_files(cert_path: &Path, key_path: &Path) -> Result<Current, TlsError> {
@@ -411,8 +417,7 @@ fn reuse_kept(dir: &DataDir, file: &str, names: &[String], now: SystemTime) -> O
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     let key = PrivateKeyDer::from_pem_slice(kept.key_pem.as_bytes()).ok()?;
-    let mut current = certified_key(chain, &key).ok()?;
-    current.not_after = Some(not_after);
+    let current = certified_key(chain, &key).ok()?;
     Some(Development { current, kept_json })
 }
 
@@ -452,8 +457,7 @@ fn make_development(names: Vec<String>, now: SystemTime) -> Result<Development, 
     );
     let certificate = params.self_signed(&key_pair)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-    let mut current = certified_key(vec![certificate.der().clone()], &key)?;
-    current.not_after = Some(not_after);
+    let current = certified_key(vec![certificate.der().clone()], &key)?;
     let kept = KeptCertificate {
         names,
         not_after: not_after
