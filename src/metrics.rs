@@ -366,9 +366,7 @@ impl Metrics {
             &["type"],
         )
         .expect("valid histogram");
-        registry
-            .register(Box::new(handling.clone()))
-            .expect("registered once");
+        register(&registry, &handling);
         let errors = counter_vec(
             &registry,
             "zajel_errors_sent_total",
@@ -387,36 +385,24 @@ impl Metrics {
             "Pairing and device-link requests, by kind and outcome.",
             &["kind", "outcome"],
         );
-        let registry_sizes = IntGaugeVec::new(
-            Opts::new(
-                "zajel_registry_entries",
-                "What the registries hold now, by registry (in cluster mode, this node's part).",
-            ),
+        let registry_sizes = gauge_vec(
+            &registry,
+            "zajel_registry_entries",
+            "What the registries hold now, by registry (in cluster mode, this node's part).",
             &["registry"],
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(registry_sizes.clone()))
-            .expect("registered once");
-        let sessions_open = IntGaugeVec::new(
-            Opts::new("zajel_sessions_open", "Sessions open now, by transport."),
+        );
+        let sessions_open = gauge_vec(
+            &registry,
+            "zajel_sessions_open",
+            "Sessions open now, by transport.",
             &["transport"],
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(sessions_open.clone()))
-            .expect("registered once");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "zajel_build_info",
-                "The server's version, as a label; always 1.",
-            ),
+        );
+        let build_info = gauge_vec(
+            &registry,
+            "zajel_build_info",
+            "The server's version, as a label; always 1.",
             &["version"],
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("registered once");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -738,6 +724,12 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("valid gauge");
     register(registry, &gauge);
     gauge
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let family = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    register(registry, &family);
+    family
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
