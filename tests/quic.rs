@@ -1104,3 +1104,35 @@ async fn shutdown_under_load_answers_what_was_read_and_closes_every_session() {
         "every ping the server read was answered, and the answer delivered"
     );
 }
+
+#[tokio::test]
+async fn pairing_requests_that_time_out_are_counted() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect().await;
+    let mut bob = server.connect().await;
+    for (client, code) in [(&mut alice, "ALCE22"), (&mut bob, "BBBBB2")] {
+        let registered = client
+            .request(json!({"type": "register", "pairingCode": code, "publicKey": PUBLIC_KEY}))
+            .await;
+        assert_eq!(registered["type"], "registered");
+    }
+    alice
+        .send_json(&json!({"type": "pair_request", "targetCode": "BBBBB2"}))
+        .await;
+    assert_eq!(bob.recv().await["type"], "pair_incoming");
+    server.clock.advance(std::time::Duration::from_secs(121));
+    // The pairing timers run on the server's own tick.
+    let timed_out = r#"zajel_introductions_total{kind="pair",outcome="timed_out"}"#;
+    tokio::time::timeout(common::PATIENCE, async {
+        while server.metrics().await[timed_out] != 1.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the timeout counted");
+    assert_eq!(
+        server.metrics().await[r#"zajel_introductions_total{kind="link",outcome="timed_out"}"#],
+        0.0
+    );
+    server.stop().await;
+}
